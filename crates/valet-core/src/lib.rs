@@ -1,0 +1,26 @@
+//! The pure core of storage-valet.
+//!
+//! Everything here is a function of its arguments: no network, no clock, no
+//! environment, no files. The webhook, `valet mutate`, the broker and the
+//! audit all call the same functions, so what `valet mutate` prints is what
+//! the webhook does.
+//!
+//! - [`identity`]: ServiceAccount annotations -> [`identity::SaConfig`]
+//! - [`pod`]: the lean view of a Pod that the decision needs
+//! - [`mutate`]: pod + identity + settings -> RFC 6902 JSON Patch
+//! - [`admission`]: AdmissionReview in, AdmissionReview out
+//! - [`arn`], [`bucket`]: typed values with the checks AWS makes
+
+pub mod admission;
+pub mod arn;
+pub mod bucket;
+pub mod consts;
+pub mod identity;
+pub mod mutate;
+pub mod pod;
+pub mod settings;
+
+pub use identity::{AnnotationProblem, SaConfig};
+pub use mutate::{Mutation, Outcome, mutate};
+pub use pod::PodView;
+pub use settings::{ContainerCredentialsSettings, Settings};
