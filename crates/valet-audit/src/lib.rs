@@ -1,0 +1,1 @@
+//! valet-audit (being written).

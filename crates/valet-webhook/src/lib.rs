@@ -1,0 +1,1 @@
+//! valet-webhook (being written).
