@@ -1,1 +1,45 @@
-fn main() {}
+//! `valet`: one binary for the storage-valet jobs. This file parses the
+//! command line and hands over; the work lives in the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "valet",
+    version,
+    about = "Short-lived, least-privilege S3 access for Kubernetes pods across AWS accounts"
+)]
+struct Cli {
+    /// Log format on stderr: text for people, json for log pipelines.
+    #[arg(long, global = true, env = "VALET_LOG_FORMAT", default_value = "text")]
+    log_format: cmd::logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Offline dry run of the webhook: the mutation of a pod by its ServiceAccount.
+    Mutate(cmd::mutate::MutateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::logging::init(cli.log_format);
+    // One crypto provider for rustls, kube and the AWS SDK, installed first.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let result = match cli.command {
+        Command::Mutate(args) => cmd::mutate::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("valet: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -187,9 +187,12 @@ mod tests {
     }
 
     fn sa() -> SaConfig {
-        let ann = [("eks.amazonaws.com/role-arn".to_string(), "arn:aws:iam::111122223333:role/app".to_string())]
-            .into_iter()
-            .collect();
+        let ann = [(
+            "eks.amazonaws.com/role-arn".to_string(),
+            "arn:aws:iam::111122223333:role/app".to_string(),
+        )]
+        .into_iter()
+        .collect();
         SaConfig::from_annotations(&ann, &Settings::default().keys)
     }
 
@@ -198,10 +201,20 @@ mod tests {
         let req = decode(&review("Pod", "CREATE", "app")).unwrap();
         assert_eq!(pod_service_account(&req), Some(("team-a", "app")));
         let sa = sa();
-        let (resp, verdict) = admit(&req, SaLookup::Found(&sa), false, &Settings::default(), LookupFailure::Allow, 0);
+        let (resp, verdict) = admit(
+            &req,
+            SaLookup::Found(&sa),
+            false,
+            &Settings::default(),
+            LookupFailure::Allow,
+            0,
+        );
         assert_eq!(verdict, Verdict::Decided(Outcome::Mutated));
         let out: Value = serde_json::from_slice(&encode(resp)).unwrap();
-        assert_eq!(out["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(
+            out["response"]["uid"],
+            "705ab4f5-6393-11e8-b7cc-42010a800002"
+        );
         assert_eq!(out["response"]["allowed"], true);
         assert_eq!(out["response"]["patchType"], "JSONPatch");
         assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
@@ -211,10 +224,20 @@ mod tests {
     #[test]
     fn other_operations_are_allowed_unchanged() {
         let sa = sa();
-        for (kind, op) in [("Pod", "UPDATE"), ("Pod", "DELETE"), ("Deployment", "CREATE")] {
+        for (kind, op) in [
+            ("Pod", "UPDATE"),
+            ("Pod", "DELETE"),
+            ("Deployment", "CREATE"),
+        ] {
             let req = decode(&review(kind, op, "app")).unwrap();
-            let (resp, verdict) =
-                admit(&req, SaLookup::Found(&sa), false, &Settings::default(), LookupFailure::Allow, 0);
+            let (resp, verdict) = admit(
+                &req,
+                SaLookup::Found(&sa),
+                false,
+                &Settings::default(),
+                LookupFailure::Allow,
+                0,
+            );
             assert_eq!(verdict, Verdict::Ignored, "{kind} {op}");
             assert!(resp.allowed && resp.patch.is_none());
         }
@@ -224,11 +247,25 @@ mod tests {
     fn lookup_failure_policies() {
         let req = decode(&review("Pod", "CREATE", "app")).unwrap();
         let s = Settings::default();
-        let (resp, v) = admit(&req, SaLookup::Unavailable("timeout"), false, &s, LookupFailure::Allow, 0);
+        let (resp, v) = admit(
+            &req,
+            SaLookup::Unavailable("timeout"),
+            false,
+            &s,
+            LookupFailure::Allow,
+            0,
+        );
         assert_eq!(v, Verdict::LookupFailedAllowed);
         assert!(resp.allowed);
         assert!(resp.warnings.unwrap()[0].contains("team-a/app"));
-        let (resp, v) = admit(&req, SaLookup::Unavailable("timeout"), false, &s, LookupFailure::Deny, 0);
+        let (resp, v) = admit(
+            &req,
+            SaLookup::Unavailable("timeout"),
+            false,
+            &s,
+            LookupFailure::Deny,
+            0,
+        );
         assert_eq!(v, Verdict::LookupFailedDenied);
         assert!(!resp.allowed);
         assert!(resp.result.message.contains("retry"));

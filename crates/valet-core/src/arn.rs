@@ -37,15 +37,21 @@ impl RoleArn {
             value: value.to_string(),
             why,
         };
-        let rest = value.strip_prefix("arn:").ok_or_else(|| bad("it does not start with arn:"))?;
-        let (partition, rest) = rest.split_once(':').ok_or_else(|| bad("the partition is missing"))?;
+        let rest = value
+            .strip_prefix("arn:")
+            .ok_or_else(|| bad("it does not start with arn:"))?;
+        let (partition, rest) = rest
+            .split_once(':')
+            .ok_or_else(|| bad("the partition is missing"))?;
         if !PARTITIONS.contains(&partition) {
             return Err(bad("unknown partition (aws, aws-cn, aws-us-gov, aws-iso*)"));
         }
-        let rest = rest
-            .strip_prefix("iam::")
-            .ok_or_else(|| bad("the service must be iam with an empty region (arn:aws:iam::...)"))?;
-        let (account, resource) = rest.split_once(':').ok_or_else(|| bad("the account id is missing"))?;
+        let rest = rest.strip_prefix("iam::").ok_or_else(|| {
+            bad("the service must be iam with an empty region (arn:aws:iam::...)")
+        })?;
+        let (account, resource) = rest
+            .split_once(':')
+            .ok_or_else(|| bad("the account id is missing"))?;
         if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("the account id must be 12 digits"));
         }
@@ -63,13 +69,21 @@ impl RoleArn {
             return Err(bad("the role name is longer than 64 characters"));
         }
         if !name.bytes().all(is_role_name_byte) {
-            return Err(bad("the role name may only hold letters, digits and +=,.@_-"));
+            return Err(bad(
+                "the role name may only hold letters, digits and +=,.@_-",
+            ));
         }
         if path.len() + 1 > MAX_PATH {
             return Err(bad("the role path is longer than 512 characters"));
         }
-        if path.contains("//") || !path.bytes().all(|b| b == b'/' || (0x21..=0x7e).contains(&b)) {
-            return Err(bad("the role path must be /SEGMENT/.../ of printable characters"));
+        if path.contains("//")
+            || !path
+                .bytes()
+                .all(|b| b == b'/' || (0x21..=0x7e).contains(&b))
+        {
+            return Err(bad(
+                "the role path must be /SEGMENT/.../ of printable characters",
+            ));
         }
         let partition_end = 4 + partition.len();
         let account_start = partition_end + ":iam::".len();
@@ -131,7 +145,9 @@ mod tests {
             assert_eq!(arn.role_name(), "s3-reader");
             assert_eq!(arn.path(), "/");
         }
-        let arn = RoleArn::parse("arn:aws:iam::222222222222:role/storage-valet/prod/team-a.app@x+y=z,w").unwrap();
+        let arn =
+            RoleArn::parse("arn:aws:iam::222222222222:role/storage-valet/prod/team-a.app@x+y=z,w")
+                .unwrap();
         assert_eq!(arn.path(), "/storage-valet/prod/");
         assert_eq!(arn.role_name(), "team-a.app@x+y=z,w");
     }
@@ -155,7 +171,10 @@ mod tests {
             long.as_str(),
         ] {
             let err = RoleArn::parse(bad).unwrap_err().to_string();
-            assert!(err.contains("expected arn:PARTITION:iam::ACCOUNT:role/NAME"), "{bad}: {err}");
+            assert!(
+                err.contains("expected arn:PARTITION:iam::ACCOUNT:role/NAME"),
+                "{bad}: {err}"
+            );
         }
         // 64 characters is the limit, not one less.
         let max = format!("arn:aws:iam::111122223333:role/{}", "a".repeat(64));

@@ -44,7 +44,9 @@ pub fn validate_bucket_name(name: &str) -> Result<(), BucketError> {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
     {
-        return Err(bad("only lowercase letters, digits, '.' and '-' are allowed"));
+        return Err(bad(
+            "only lowercase letters, digits, '.' and '-' are allowed",
+        ));
     }
     let first = name.as_bytes()[0];
     let last = name.as_bytes()[name.len() - 1];
@@ -81,7 +83,9 @@ pub fn validate_prefix(prefix: &str) -> Result<(), BucketError> {
         return Err(bad("it is longer than 1024 bytes"));
     }
     if prefix.contains(['*', '?', '$']) {
-        return Err(bad("'*', '?' and '$' are not allowed (they are IAM policy wildcards/variables)"));
+        return Err(bad(
+            "'*', '?' and '$' are not allowed (they are IAM policy wildcards/variables)",
+        ));
     }
     if prefix.starts_with('/') {
         return Err(bad("it must not start with '/'"));
@@ -131,7 +135,11 @@ impl BucketRef {
 
 /// `ALIAS` -> `_ALIAS` suffix of the env var names (upper-cased, `-` to `_`).
 pub fn alias_suffix(alias: &str) -> Result<String, BucketError> {
-    if alias.is_empty() || !alias.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if alias.is_empty()
+        || !alias
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(BucketError::Alias {
             alias: alias.to_string(),
         });
@@ -148,7 +156,10 @@ pub fn parse_bucket_list(value: &str) -> Result<Vec<(String, BucketRef)>, Bucket
         })?;
         let alias = alias.trim();
         let suffix = alias_suffix(alias)?;
-        if out.iter().any(|(a, _)| alias_suffix(a).ok().as_deref() == Some(suffix.as_str())) {
+        if out
+            .iter()
+            .any(|(a, _)| alias_suffix(a).ok().as_deref() == Some(suffix.as_str()))
+        {
             return Err(BucketError::DuplicateAlias {
                 alias: alias.to_string(),
                 env: format!("{ENV_S3_BUCKET}_{suffix}"),
@@ -177,7 +188,9 @@ pub fn bucket_env(
     }
     for (alias, b) in aliased {
         // Aliases were validated by the parser; an invalid one yields no env.
-        let Ok(suffix) = alias_suffix(alias) else { continue };
+        let Ok(suffix) = alias_suffix(alias) else {
+            continue;
+        };
         env.push((format!("{ENV_S3_BUCKET}_{suffix}"), b.name.clone()));
         if let Some(p) = &b.prefix {
             env.push((format!("{ENV_S3_PREFIX}_{suffix}"), p.clone()));
@@ -195,7 +208,13 @@ mod tests {
 
     #[test]
     fn bucket_names_follow_s3_rules() {
-        for ok in ["abc", "acme-media", "a.b.c", "my-bucket-123", &"a".repeat(63)] {
+        for ok in [
+            "abc",
+            "acme-media",
+            "a.b.c",
+            "my-bucket-123",
+            &"a".repeat(63),
+        ] {
             validate_bucket_name(ok).unwrap();
         }
         for bad in [
@@ -243,9 +262,18 @@ mod tests {
                 ("S3_REGION".into(), "eu-west-1".into()),
             ]
         );
-        assert!(matches!(parse_bucket_list("a-b=abc,a_b=abd"), Err(BucketError::DuplicateAlias { .. })));
-        assert!(matches!(parse_bucket_list("acme-media"), Err(BucketError::Entry { .. })));
-        assert!(matches!(parse_bucket_list("m.x=acme"), Err(BucketError::Alias { .. })));
+        assert!(matches!(
+            parse_bucket_list("a-b=abc,a_b=abd"),
+            Err(BucketError::DuplicateAlias { .. })
+        ));
+        assert!(matches!(
+            parse_bucket_list("acme-media"),
+            Err(BucketError::Entry { .. })
+        ));
+        assert!(matches!(
+            parse_bucket_list("m.x=acme"),
+            Err(BucketError::Alias { .. })
+        ));
         assert!(matches!(parse_bucket_list(" , "), Err(BucketError::Empty)));
     }
 

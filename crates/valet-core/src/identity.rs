@@ -42,7 +42,10 @@ pub struct SaConfig {
 
 impl SaConfig {
     /// Parses the annotations that matter; every other annotation is ignored.
-    pub fn from_annotations(annotations: &BTreeMap<String, String>, keys: &AnnotationKeys) -> SaConfig {
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        keys: &AnnotationKeys,
+    ) -> SaConfig {
         let mut cfg = SaConfig::default();
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String| {
@@ -55,12 +58,18 @@ impl SaConfig {
         if let Some(v) = annotations.get(&keys.role_arn) {
             match RoleArn::parse(v.trim()) {
                 Ok(arn) => cfg.role_arn = Some(arn.as_str().into()),
-                Err(e) => problem(&keys.role_arn, format!("{e}; the pod gets no AWS credentials")),
+                Err(e) => problem(
+                    &keys.role_arn,
+                    format!("{e}; the pod gets no AWS credentials"),
+                ),
             }
         }
         if let Some(v) = annotations.get(&keys.audience) {
             if v.trim().is_empty() {
-                problem(&keys.audience, "is empty; using the default audience".into());
+                problem(
+                    &keys.audience,
+                    "is empty; using the default audience".into(),
+                );
             } else {
                 cfg.audience = Some(v.trim().into());
             }
@@ -77,17 +86,22 @@ impl SaConfig {
         if let Some(v) = annotations.get(&keys.token_expiration) {
             match parse_expiration(v) {
                 Ok(s) => cfg.token_expiration = Some(s),
-                Err(e) => problem(&keys.token_expiration, format!("{e}; using the --token-expiration default")),
+                Err(e) => problem(
+                    &keys.token_expiration,
+                    format!("{e}; using the --token-expiration default"),
+                ),
             }
         }
 
-        let single = annotations.get(ANN_BUCKET).and_then(|v| match BucketRef::parse(v) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                problem(ANN_BUCKET, format!("{e}; S3_BUCKET is not injected"));
-                None
-            }
-        });
+        let single = annotations
+            .get(ANN_BUCKET)
+            .and_then(|v| match BucketRef::parse(v) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    problem(ANN_BUCKET, format!("{e}; S3_BUCKET is not injected"));
+                    None
+                }
+            });
         let list = annotations
             .get(ANN_BUCKETS)
             .and_then(|v| match bucket::parse_bucket_list(v) {
@@ -139,14 +153,20 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> SaConfig {
-        let ann = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let ann = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         SaConfig::from_annotations(&ann, &AnnotationKeys::new("eks.amazonaws.com"))
     }
 
     #[test]
     fn full_annotation_set() {
         let c = cfg(&[
-            ("eks.amazonaws.com/role-arn", "arn:aws:iam::111122223333:role/app"),
+            (
+                "eks.amazonaws.com/role-arn",
+                "arn:aws:iam::111122223333:role/app",
+            ),
             ("eks.amazonaws.com/audience", "my-aud"),
             ("eks.amazonaws.com/sts-regional-endpoints", "true"),
             ("eks.amazonaws.com/token-expiration", "100000"),
@@ -155,14 +175,26 @@ mod tests {
             ("storage-valet.dev/bucket-region", "eu-west-1"),
             ("unrelated/annotation", "x"),
         ]);
-        assert_eq!(c.role_arn.as_deref(), Some("arn:aws:iam::111122223333:role/app"));
+        assert_eq!(
+            c.role_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/app")
+        );
         assert_eq!(c.audience.as_deref(), Some("my-aud"));
         assert_eq!(c.regional_sts, Some(true));
         assert_eq!(c.token_expiration, Some(86_400));
-        let env: Vec<_> = c.bucket_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env: Vec<_> = c
+            .bucket_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         assert_eq!(
             env,
-            ["S3_BUCKET=acme", "S3_PREFIX=team-a/", "S3_BUCKET_LOGS=acme-logs", "S3_REGION=eu-west-1"]
+            [
+                "S3_BUCKET=acme",
+                "S3_PREFIX=team-a/",
+                "S3_BUCKET_LOGS=acme-logs",
+                "S3_REGION=eu-west-1"
+            ]
         );
         assert!(c.problems.is_empty());
     }
@@ -191,7 +223,11 @@ mod tests {
                 "storage-valet.dev/bucket-region"
             ]
         );
-        assert!(c.problems[0].to_string().contains("is not a role ARN"), "{}", c.problems[0]);
+        assert!(
+            c.problems[0].to_string().contains("is not a role ARN"),
+            "{}",
+            c.problems[0]
+        );
     }
 
     #[test]

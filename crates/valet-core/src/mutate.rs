@@ -27,6 +27,9 @@ pub enum Outcome {
     NotConfigured,
     /// The ServiceAccount's annotations are invalid: nothing injected, warnings say why.
     Invalid,
+    /// The pod already has a volume of the token's name that is not the
+    /// token: nothing injected, a warning says why.
+    Conflict,
 }
 
 impl Outcome {
@@ -36,6 +39,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::NotConfigured => "not-configured",
             Outcome::Invalid => "invalid-annotation",
+            Outcome::Conflict => "volume-conflict",
         }
     }
 }
@@ -142,7 +146,10 @@ pub fn mutate(
     }
 
     let aws_env: Vec<(&str, &str)> = match mode {
-        Mode::WebIdentity { role_arn } => vec![(ENV_ROLE_ARN, role_arn), (ENV_WEB_IDENTITY_TOKEN_FILE, &token_file)],
+        Mode::WebIdentity { role_arn } => vec![
+            (ENV_ROLE_ARN, role_arn),
+            (ENV_WEB_IDENTITY_TOKEN_FILE, &token_file),
+        ],
         Mode::ContainerCredentials => vec![
             (ENV_CONTAINER_CREDENTIALS_FULL_URI, cc.full_uri.as_str()),
             (ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE, &token_file),
@@ -158,6 +165,43 @@ pub fn mutate(
     };
 
     let mut ops = Vec::new();
+    match pod
+        .spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == volume_name)
+    {
+        None => {
+            let volume = json!({
+                "name": volume_name,
+                "projected": {"sources": [{"serviceAccountToken": {
+                    "audience": audience,
+                    "expirationSeconds": expiration,
+                    "path": token_path,
+                }}]},
+            });
+            push_to_array(
+                &mut ops,
+                &["spec", "volumes"],
+                pod.spec.volumes.is_some(),
+                volume,
+            );
+        }
+        // Already injected (webhook reinvocation, or written by hand): keep it.
+        Some(v) if v.token_audiences().any(|a| a == audience) => {}
+        Some(_) => {
+            warnings.push(format!(
+                "pod volume {volume_name:?} already exists and is not a ServiceAccount token for audience \
+                 {audience:?}: storage-valet injected nothing; rename that volume to get AWS credentials"
+            ));
+            return Mutation {
+                patch: Patch(Vec::new()),
+                outcome: Outcome::Conflict,
+                warnings,
+            };
+        }
+    }
     if matches!(mode, Mode::ContainerCredentials) {
         add_map_entry(
             &mut ops,
@@ -166,22 +210,6 @@ pub fn mutate(
             POD_IDENTITY_LABEL,
             POD_IDENTITY_LABEL_VALUE,
         );
-    }
-    let has_volume = pod
-        .spec
-        .volumes
-        .as_ref()
-        .is_some_and(|v| v.iter().any(|v| v.name == volume_name));
-    if !has_volume {
-        let volume = json!({
-            "name": volume_name,
-            "projected": {"sources": [{"serviceAccountToken": {
-                "audience": audience,
-                "expirationSeconds": expiration,
-                "path": token_path,
-            }}]},
-        });
-        push_to_array(&mut ops, &["spec", "volumes"], pod.spec.volumes.is_some(), volume);
     }
     for (field, list) in [
         ("initContainers", &pod.spec.init_containers),
@@ -250,18 +278,31 @@ impl ContainerPlan<'_> {
             push_all(ops, &["spec", field, &index, "env"], c.env.is_some(), vars);
         }
         if !complete && !c.has_mount(self.volume_name) {
-            let mount = json!({"name": self.volume_name, "readOnly": true, "mountPath": self.mount_path});
-            push_to_array(ops, &["spec", field, &index, "volumeMounts"], c.volume_mounts.is_some(), mount);
+            let mount =
+                json!({"name": self.volume_name, "readOnly": true, "mountPath": self.mount_path});
+            push_to_array(
+                ops,
+                &["spec", field, &index, "volumeMounts"],
+                c.volume_mounts.is_some(),
+                mount,
+            );
         }
     }
 }
 
 /// Records on the pod what it was given, for `valet audit`.
-fn record(ops: &mut Vec<PatchOperation>, pod: &PodView, mode: &Mode<'_>, bucket_env: &[(Box<str>, Box<str>)]) {
+fn record(
+    ops: &mut Vec<PatchOperation>,
+    pod: &PodView,
+    mode: &Mode<'_>,
+    bucket_env: &[(Box<str>, Box<str>)],
+) {
     let mut annotations = pod.metadata.annotations.clone();
     let mut set = |ops: &mut Vec<PatchOperation>, key: &str, value: &str| {
         add_map_entry(ops, "annotations", annotations.as_ref(), key, value);
-        annotations.get_or_insert_default().insert(key.to_string(), value.to_string());
+        annotations
+            .get_or_insert_default()
+            .insert(key.to_string(), value.to_string());
     };
     match mode {
         Mode::WebIdentity { role_arn } => {
@@ -275,13 +316,21 @@ fn record(ops: &mut Vec<PatchOperation>, pod: &PodView, mode: &Mode<'_>, bucket_
             .iter()
             .map(|(k, v)| (k.to_string(), Value::from(v.as_ref())))
             .collect();
-        set(ops, ANN_INJECTED_BUCKET_ENV, &Value::Object(map).to_string());
+        set(
+            ops,
+            ANN_INJECTED_BUCKET_ENV,
+            &Value::Object(map).to_string(),
+        );
     }
 }
 
 /// Container names of the pod's `skip-containers` annotation (comma-separated;
 /// the peer reads it as one CSV record).
-fn skipped_containers(pod: &PodView, settings: &Settings, warnings: &mut Vec<String>) -> Vec<String> {
+fn skipped_containers(
+    pod: &PodView,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
     let Some(value) = pod.annotation(&settings.keys.skip_containers) else {
         return Vec::new();
     };
@@ -292,7 +341,11 @@ fn skipped_containers(pod: &PodView, settings: &Settings, warnings: &mut Vec<Str
         ));
         return Vec::new();
     }
-    value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    value
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// `add` of a map entry under `/metadata/<field>`, creating the map if absent,
@@ -316,7 +369,12 @@ fn push_to_array(ops: &mut Vec<PatchOperation>, path: &[&str], exists: bool, val
 }
 
 /// Appends to an existing array entry by entry, or adds the array.
-fn push_all(ops: &mut Vec<PatchOperation>, path: &[&str], exists: bool, values: impl Iterator<Item = Value>) {
+fn push_all(
+    ops: &mut Vec<PatchOperation>,
+    path: &[&str],
+    exists: bool,
+    values: impl Iterator<Item = Value>,
+) {
     if exists {
         for v in values {
             let mut p = PointerBuf::from_tokens(path.iter().copied());

@@ -26,7 +26,7 @@ pub struct PodSpecView {
     /// Deprecated alias of `serviceAccountName`, still filled by old clients.
     pub service_account: Option<String>,
     pub node_selector: Option<BTreeMap<String, String>>,
-    pub volumes: Option<Vec<Named>>,
+    pub volumes: Option<Vec<VolumeView>>,
     pub containers: Option<Vec<ContainerView>>,
     pub init_containers: Option<Vec<ContainerView>>,
 }
@@ -38,6 +38,44 @@ pub struct ContainerView {
     pub name: String,
     pub env: Option<Vec<Named>>,
     pub volume_mounts: Option<Vec<Named>>,
+}
+
+/// A volume: its name, and if it is a projected ServiceAccount token, for
+/// which audience (a volume of the webhook's name that is something else
+/// means the name is taken, and injecting env would point at the wrong file).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct VolumeView {
+    #[serde(default)]
+    pub name: String,
+    pub projected: Option<ProjectedView>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct ProjectedView {
+    pub sources: Option<Vec<ProjectionView>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionView {
+    pub service_account_token: Option<TokenProjectionView>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct TokenProjectionView {
+    pub audience: Option<String>,
+    pub path: Option<String>,
+}
+
+impl VolumeView {
+    /// The audiences of the ServiceAccount tokens this volume projects.
+    pub fn token_audiences(&self) -> impl Iterator<Item = &str> {
+        self.projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+            .filter_map(|s| s.service_account_token.as_ref())
+            .map(|t| t.audience.as_deref().unwrap_or(""))
+    }
 }
 
 /// Any list entry of which only the name matters (env var, volume, mount).
@@ -69,7 +107,11 @@ impl PodView {
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
     }
 
     pub fn is_windows(&self) -> bool {
@@ -83,7 +125,9 @@ impl PodView {
 
 impl ContainerView {
     pub fn has_env(&self, name: &str) -> bool {
-        self.env.as_ref().is_some_and(|e| e.iter().any(|v| v.name == name))
+        self.env
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|v| v.name == name))
     }
     pub fn has_mount(&self, name: &str) -> bool {
         self.volume_mounts

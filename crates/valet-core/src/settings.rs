@@ -32,7 +32,11 @@ pub struct MutationFlags {
           default_missing_value = "true", value_parser = parse_go_bool)]
     pub sts_regional_endpoint: bool,
     /// JSON file naming the ServiceAccounts that use container credentials (EKS Pod Identity).
-    #[arg(long, env = "VALET_WATCH_CONTAINER_CREDENTIALS_CONFIG", default_value = "")]
+    #[arg(
+        long,
+        env = "VALET_WATCH_CONTAINER_CREDENTIALS_CONFIG",
+        default_value = ""
+    )]
     pub watch_container_credentials_config: String,
     /// Audience of tokens for the container-credentials method.
     #[arg(long, env = "VALET_CONTAINER_CREDENTIALS_AUDIENCE", default_value = DEFAULT_CC_AUDIENCE)]
@@ -167,7 +171,9 @@ pub struct ContainerCredentialsIdentities {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("container credentials config is not valid JSON of the form {{\"identities\":[{{\"namespace\":..,\"serviceAccount\":..}}]}}: {0}")]
+#[error(
+    "container credentials config is not valid JSON of the form {{\"identities\":[{{\"namespace\":..,\"serviceAccount\":..}}]}}: {0}"
+)]
 pub struct IdentitiesError(#[from] serde_json::Error);
 
 impl ContainerCredentialsIdentities {
@@ -201,7 +207,10 @@ impl ContainerCredentialsIdentities {
 
     pub fn contains(&self, namespace: &str, service_account: &str) -> bool {
         // Avoid allocating on the admission path for the common empty case.
-        !self.set.is_empty() && self.set.contains(&(namespace.to_string(), service_account.to_string()))
+        !self.set.is_empty()
+            && self
+                .set
+                .contains(&(namespace.to_string(), service_account.to_string()))
     }
 
     pub fn len(&self) -> usize {
@@ -237,6 +246,8 @@ mod tests {
         assert!(ids.contains("default", "default"));
         assert!(!ids.contains("default", "other"));
         assert!(ContainerCredentialsIdentities::parse(b"{").is_err());
-        assert!(ContainerCredentialsIdentities::parse(br#"{"identities":[{"namespace":1}]}"#).is_err());
+        assert!(
+            ContainerCredentialsIdentities::parse(br#"{"identities":[{"namespace":1}]}"#).is_err()
+        );
     }
 }

@@ -1,0 +1,4 @@
+//! Glue between the command line and the library crates.
+
+pub mod logging;
+pub mod mutate;
