@@ -155,9 +155,62 @@ fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> Admi
 }
 
 /// Encodes the response as an `admission.k8s.io/v1` AdmissionReview.
+///
+/// kube-core's `AdmissionResponse` serialises `patch` (a `Vec<u8>`) as an
+/// array of numbers (kube-rs issue #1781); the API server decodes `[]byte`
+/// from base64 and would refuse it. So the wire form is written here.
 pub fn encode(response: AdmissionResponse) -> Vec<u8> {
-    // A review of strings, bools and bytes always serialises.
-    serde_json::to_vec(&response.into_review()).unwrap_or_default()
+    use base64::Engine;
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Review<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        response: Response<'a>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Response<'a> {
+        uid: &'a str,
+        allowed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<&'a kube_core::Status>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'static str>,
+        #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+        audit_annotations: &'a std::collections::HashMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warnings: Option<&'a [String]>,
+    }
+    let patch = response
+        .patch
+        .as_deref()
+        .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+    let status = &response.result;
+    let has_status = !response.allowed || !status.message.is_empty() || status.code != 0;
+    let review = Review {
+        api_version: non_empty(&response.types.api_version, "admission.k8s.io/v1"),
+        kind: non_empty(&response.types.kind, "AdmissionReview"),
+        response: Response {
+            uid: &response.uid,
+            allowed: response.allowed,
+            status: has_status.then_some(status),
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            audit_annotations: &response.audit_annotations,
+            warnings: response.warnings.as_deref(),
+        },
+    };
+    // A review of strings, bools and maps of strings always serialises.
+    serde_json::to_vec(&review).unwrap_or_default()
+}
+
+fn non_empty<'a>(s: &'a str, default: &'a str) -> &'a str {
+    if s.is_empty() { default } else { s }
 }
 
 #[cfg(test)]
@@ -218,7 +271,17 @@ mod tests {
         assert_eq!(out["response"]["allowed"], true);
         assert_eq!(out["response"]["patchType"], "JSONPatch");
         assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
-        assert!(out["response"]["patch"].as_str().unwrap().len() > 10);
+        use base64::Engine;
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(
+                out["response"]["patch"]
+                    .as_str()
+                    .expect("patch is a base64 string"),
+            )
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+        assert!(!patch.0.is_empty());
+        assert!(out["response"].get("status").is_none());
     }
 
     #[test]

@@ -58,6 +58,9 @@ impl RoleArn {
         let path_and_name = resource
             .strip_prefix("role/")
             .ok_or_else(|| bad("the resource must be role/NAME"))?;
+        if path_and_name.starts_with('/') {
+            return Err(bad("the role path must not start with an empty segment"));
+        }
         let (path, name) = match path_and_name.rfind('/') {
             Some(i) => (&path_and_name[..=i], &path_and_name[i + 1..]),
             None => ("", path_and_name),
