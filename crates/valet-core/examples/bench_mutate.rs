@@ -1,0 +1,171 @@
+//! Benchmark behind `bench/mutate`: one AdmissionReview end to end in-process
+//! (parse, decide, build and serialise the response) against the baseline of
+//! parsing and re-serialising the same body with serde_json alone.
+//!
+//! Run with `--release`; prints ns per review and the ratio per pod size.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use valet_core::admission::{self, LookupFailure, SaLookup};
+use valet_core::settings::Settings;
+use valet_core::SaConfig;
+
+/// A pod as a Deployment creates it, grown to about `target` bytes of review.
+fn review(target: usize) -> Vec<u8> {
+    let container = |i: usize, envs: usize| {
+        json!({
+            "name": format!("app-{i}"), "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/media:1.42.0",
+            "imagePullPolicy": "IfNotPresent",
+            "args": ["--listen=:8080", "--log-format=json"],
+            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+            "env": (0..envs).map(|e| json!({"name": format!("SETTING_{e}"), "value": format!("value-{e}-{}", "x".repeat(12))})).collect::<Vec<_>>(),
+            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10},
+            "volumeMounts": [{"name": "kube-api-access-7xk2p", "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+            "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+        })
+    };
+    let mut containers = vec![container(0, 4)];
+    let mut pod = Value::Null;
+    let small = target <= 2048;
+    if small {
+        // A small hand-written pod, as `kubectl run` makes.
+        pod = json!({"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "media-worker", "namespace": "team-a", "labels": {"run": "media-worker"}},
+            "spec": {"serviceAccountName": "media-app", "containers": [{"name": "media-worker",
+                "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/media:1.42.0",
+                "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "WORKERS", "value": "4"}],
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+                "volumeMounts": [{"name": "kube-api-access-7xk2p", "readOnly": true,
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}],
+                "volumes": [{"name": "kube-api-access-7xk2p", "projected": {"sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}],
+                "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}});
+    }
+    for round in 0.. {
+        if small {
+            break;
+        }
+        pod = json!({
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {
+                "generateName": "media-worker-7d9f8b6c5d-", "namespace": "team-a",
+                "labels": {"app.kubernetes.io/name": "media-worker", "pod-template-hash": "7d9f8b6c5d"},
+                "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-20T10:00:00Z"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "media-worker-7d9f8b6c5d",
+                    "uid": "4c2f1e9a-1111-2222-3333-444455556666", "controller": true, "blockOwnerDeletion": true}],
+                "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                    "time": "2026-11-20T10:00:00Z", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:app.kubernetes.io/name": {}}}}}]
+            },
+            "spec": {
+                "volumes": [{"name": "kube-api-access-7xk2p", "projected": {"sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}],
+                    "defaultMode": 420}}],
+                "containers": containers,
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+                "serviceAccountName": "media-app", "serviceAccount": "media-app",
+                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "schedulerName": "default-scheduler",
+                "tolerations": [
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+                "priority": 0, "enableServiceLinks": true, "preemptionPolicy": "PreemptLowerPriority"
+            },
+            "status": {}
+        });
+        if serde_json::to_vec(&pod).unwrap().len() >= target {
+            break;
+        }
+        // Grow like real pods do: more env first, then more containers.
+        let last = containers.len() - 1;
+        if round % 4 != 3 {
+            let envs = containers[last]["env"].as_array().map(Vec::len).unwrap_or(0);
+            containers[last] = container(last, envs + 6);
+        } else {
+            containers.push(container(containers.len(), 4));
+        }
+    }
+    serde_json::to_vec(&json!({
+        "kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "team-a", "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller",
+                "uid": "b0f0c9a1-0000-0000-0000-000000000000",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]},
+            "object": pod, "oldObject": null, "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
+        }
+    }))
+    .unwrap()
+}
+
+fn time_per_iter(budget: Duration, mut f: impl FnMut()) -> f64 {
+    // Warm up, then run for the budget.
+    for _ in 0..50 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..20 {
+            f();
+        }
+        n += 20;
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn main() {
+    let budget = Duration::from_millis(
+        std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1500),
+    );
+    let settings = Settings {
+        aws_default_region: Some("eu-west-1".into()),
+        ..Settings::default()
+    };
+    let annotations: BTreeMap<String, String> = [
+        ("eks.amazonaws.com/role-arn", "arn:aws:iam::222222222222:role/storage-valet/prod/team-a-media-app"),
+        ("eks.amazonaws.com/sts-regional-endpoints", "true"),
+        ("storage-valet.dev/buckets", "media=acme-media/team-a/,thumbs=acme-thumbnails"),
+        ("storage-valet.dev/bucket-region", "eu-west-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sa = SaConfig::from_annotations(&annotations, &settings.keys);
+
+    println!("{:>8} {:>12} {:>14} {:>14} {:>7}", "pod", "review bytes", "valet ns/op", "serde ns/op", "ratio");
+    let mut worst: f64 = 0.0;
+    for (label, size) in [("1KB", 1024), ("8KB", 8 * 1024), ("64KB", 64 * 1024)] {
+        let body = review(size);
+        // Sanity: the review is mutated, so the measured path is the full one.
+        let req = admission::decode(&body).unwrap();
+        let (resp, verdict) = admission::admit(&req, SaLookup::Found(&sa), false, &settings, LookupFailure::Allow, 7);
+        assert!(resp.patch.is_some(), "{verdict:?}");
+
+        let ours = time_per_iter(budget, || {
+            let req = admission::decode(black_box(&body)).unwrap();
+            let (resp, _) = admission::admit(&req, SaLookup::Found(&sa), false, &settings, LookupFailure::Allow, 7);
+            black_box(admission::encode(resp));
+        });
+        let base = time_per_iter(budget, || {
+            let v: Value = serde_json::from_slice(black_box(&body)).unwrap();
+            black_box(serde_json::to_vec(&v).unwrap());
+        });
+        let ratio = ours / base;
+        worst = worst.max(ratio);
+        println!("{label:>8} {:>12} {ours:>14.0} {base:>14.0} {ratio:>6.2}x", body.len());
+    }
+    println!("worst ratio {worst:.2}x (target <= 1.50x): {}", if worst <= 1.5 { "PASS" } else { "MISS" });
+}
