@@ -9,9 +9,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use valet_core::SaConfig;
 use valet_core::admission::{self, LookupFailure, SaLookup};
 use valet_core::settings::Settings;
-use valet_core::SaConfig;
 
 /// A pod as a Deployment creates it, grown to about `target` bytes of review.
 fn review(target: usize) -> Vec<u8> {
@@ -85,7 +85,10 @@ fn review(target: usize) -> Vec<u8> {
         // Grow like real pods do: more env first, then more containers.
         let last = containers.len() - 1;
         if round % 4 != 3 {
-            let envs = containers[last]["env"].as_array().map(Vec::len).unwrap_or(0);
+            let envs = containers[last]["env"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(0);
             containers[last] = container(last, envs + 6);
         } else {
             containers.push(container(containers.len(), 4));
@@ -128,16 +131,25 @@ fn time_per_iter(budget: Duration, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let budget = Duration::from_millis(
-        std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1500),
+        std::env::args()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1500),
     );
     let settings = Settings {
         aws_default_region: Some("eu-west-1".into()),
         ..Settings::default()
     };
     let annotations: BTreeMap<String, String> = [
-        ("eks.amazonaws.com/role-arn", "arn:aws:iam::222222222222:role/storage-valet/prod/team-a-media-app"),
+        (
+            "eks.amazonaws.com/role-arn",
+            "arn:aws:iam::222222222222:role/storage-valet/prod/team-a-media-app",
+        ),
         ("eks.amazonaws.com/sts-regional-endpoints", "true"),
-        ("storage-valet.dev/buckets", "media=acme-media/team-a/,thumbs=acme-thumbnails"),
+        (
+            "storage-valet.dev/buckets",
+            "media=acme-media/team-a/,thumbs=acme-thumbnails",
+        ),
         ("storage-valet.dev/bucket-region", "eu-west-1"),
     ]
     .into_iter()
@@ -145,18 +157,35 @@ fn main() {
     .collect();
     let sa = SaConfig::from_annotations(&annotations, &settings.keys);
 
-    println!("{:>8} {:>12} {:>14} {:>14} {:>7}", "pod", "review bytes", "valet ns/op", "serde ns/op", "ratio");
+    println!(
+        "{:>8} {:>12} {:>14} {:>14} {:>7}",
+        "pod", "review bytes", "valet ns/op", "serde ns/op", "ratio"
+    );
     let mut worst: f64 = 0.0;
     for (label, size) in [("1KB", 1024), ("8KB", 8 * 1024), ("64KB", 64 * 1024)] {
         let body = review(size);
         // Sanity: the review is mutated, so the measured path is the full one.
         let req = admission::decode(&body).unwrap();
-        let (resp, verdict) = admission::admit(&req, SaLookup::Found(&sa), false, &settings, LookupFailure::Allow, 7);
+        let (resp, verdict) = admission::admit(
+            &req,
+            SaLookup::Found(&sa),
+            false,
+            &settings,
+            LookupFailure::Allow,
+            7,
+        );
         assert!(resp.patch.is_some(), "{verdict:?}");
 
         let ours = time_per_iter(budget, || {
             let req = admission::decode(black_box(&body)).unwrap();
-            let (resp, _) = admission::admit(&req, SaLookup::Found(&sa), false, &settings, LookupFailure::Allow, 7);
+            let (resp, _) = admission::admit(
+                &req,
+                SaLookup::Found(&sa),
+                false,
+                &settings,
+                LookupFailure::Allow,
+                7,
+            );
             black_box(admission::encode(resp));
         });
         let base = time_per_iter(budget, || {
@@ -165,7 +194,13 @@ fn main() {
         });
         let ratio = ours / base;
         worst = worst.max(ratio);
-        println!("{label:>8} {:>12} {ours:>14.0} {base:>14.0} {ratio:>6.2}x", body.len());
+        println!(
+            "{label:>8} {:>12} {ours:>14.0} {base:>14.0} {ratio:>6.2}x",
+            body.len()
+        );
     }
-    println!("worst ratio {worst:.2}x (target <= 1.50x): {}", if worst <= 1.5 { "PASS" } else { "MISS" });
+    println!(
+        "worst ratio {worst:.2}x (target <= 1.50x): {}",
+        if worst <= 1.5 { "PASS" } else { "MISS" }
+    );
 }

@@ -133,17 +133,16 @@ pub fn admit(
         outcome,
         warnings,
     } = mutate(pod, ns, sa, container_credentials, settings, jitter);
-    let response = with_warnings(response, warnings);
-    let response = if patch.0.is_empty() {
-        response
-    } else {
-        match response.clone().with_patch(patch) {
-            Ok(r) => r,
-            // Serialising a patch of strings and numbers cannot fail; if it
-            // ever did, admitting unchanged beats failing the pod.
-            Err(_) => response,
+    let mut response = with_warnings(response, warnings);
+    if !patch.0.is_empty() {
+        // Serialised here rather than by `with_patch`: [`encode`] writes the
+        // wire form (and its patchType) itself. A patch of strings and
+        // numbers always serialises.
+        let mut bytes = Vec::with_capacity(1024);
+        if serde_json::to_writer(&mut bytes, &patch).is_ok() {
+            response.patch = Some(bytes);
         }
-    };
+    }
     (response, Verdict::Decided(outcome))
 }
 
@@ -205,8 +204,10 @@ pub fn encode(response: AdmissionResponse) -> Vec<u8> {
             warnings: response.warnings.as_deref(),
         },
     };
+    let mut out = Vec::with_capacity(256 + review.response.patch.as_ref().map_or(0, String::len));
     // A review of strings, bools and maps of strings always serialises.
-    serde_json::to_vec(&review).unwrap_or_default()
+    let _ = serde_json::to_writer(&mut out, &review);
+    out
 }
 
 fn non_empty<'a>(s: &'a str, default: &'a str) -> &'a str {

@@ -297,12 +297,16 @@ fn record(
     mode: &Mode<'_>,
     bucket_env: &[(Box<str>, Box<str>)],
 ) {
-    let mut annotations = pod.metadata.annotations.clone();
-    let mut set = |ops: &mut Vec<PatchOperation>, key: &str, value: &str| {
-        add_map_entry(ops, "annotations", annotations.as_ref(), key, value);
-        annotations
-            .get_or_insert_default()
-            .insert(key.to_string(), value.to_string());
+    let existing = pod.metadata.annotations.as_ref();
+    // After the first `add` creates a missing map, later keys go into it.
+    let mut created = false;
+    let mut set = |ops: &mut Vec<PatchOperation>, key: &str, value: &str| match existing {
+        Some(m) if m.get(key).map(String::as_str) == Some(value) => {}
+        None if !created => {
+            created = true;
+            ops.push(add(&["metadata", "annotations"], json!({ key: value })));
+        }
+        _ => ops.push(add(&["metadata", "annotations", key], Value::from(value))),
     };
     match mode {
         Mode::WebIdentity { role_arn } => {
