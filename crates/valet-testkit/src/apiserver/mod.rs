@@ -1,0 +1,40 @@
+//! An in-process Kubernetes API server for tests, speaking the real JSON wire
+//! format over plain HTTP so the real kube-rs client works against it
+//! unchanged: list (selectors, pagination), watch (bookmarks, 410 Gone), get,
+//! create, replace, patch (merge, JSON, strategic-as-merge, apply-as-merge),
+//! delete (finalizers), `/status`, `serviceaccounts/{name}/token`, the
+//! metadata-only `PartialObjectMetadata` forms and discovery.
+//!
+//! Objects are schemaless `serde_json::Value`s keyed by resource type,
+//! namespace and name, so any registered kind (and any CRD created through
+//! the API) is served. Not modelled: admission, RBAC, validation, garbage
+//! collection, managedFields, namespace existence.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use k8s_openapi::api::core::v1::ServiceAccount;
+//! use kube::api::{Api, PostParams};
+//! let server = valet_testkit::apiserver::ApiServer::start().await;
+//! let api: Api<ServiceAccount> = Api::namespaced(server.client(), "team-a");
+//! let mut sa = ServiceAccount::default();
+//! sa.metadata.name = Some("app".into());
+//! api.create(&PostParams::default(), &sa).await?;
+//! assert!(server.get("v1", "ServiceAccount", "team-a", "app").is_some());
+//! # Ok(()) }
+//! ```
+
+mod handler;
+mod objects;
+mod patch;
+mod registry;
+mod select;
+mod server;
+mod state;
+mod store;
+mod watch;
+mod wire;
+
+pub use registry::ResourceDef;
+pub use server::ApiServer;
+pub use state::{RecordedRequest, TokenIssuer, Verb};
+pub use wire::ApiError;
