@@ -1,0 +1,469 @@
+//! The IAM calls the broker makes, behind one wrapper that counts every
+//! operation (the steady state must cost zero writes, and tests and the
+//! benchmark prove it by counting) and can inject faults.
+//!
+//! Faults are injected as an SDK interceptor that swaps IAM's HTTP response
+//! for a real AWS error body, so the SDK's own retry classifier, backoff and
+//! error parsing run exactly as they would against AWS.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_iam::config::interceptors::{
+    BeforeDeserializationInterceptorContextMut, BeforeSerializationInterceptorContextRef,
+};
+use aws_sdk_iam::config::retry::RetryConfig;
+use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_iam::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::Tag;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::body::SdkBody;
+
+use crate::config::RetrySettings;
+use crate::policy::PolicyDocument;
+
+/// What a failed IAM call means for the broker.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IamError {
+    #[error("IAM {op} was throttled after retries ({message}); will retry later")]
+    Throttled { op: &'static str, message: String },
+    #[error(
+        "IAM {op} was denied ({message}): give the provisioning role iam:{op} on roles under the broker's path"
+    )]
+    AccessDenied { op: &'static str, message: String },
+    #[error(
+        "IAM endpoint unreachable during {op} ({message}): check network access and the IAM endpoint override"
+    )]
+    Unreachable { op: &'static str, message: String },
+    #[error("IAM {op}: {code}: {message}")]
+    Service {
+        op: &'static str,
+        code: String,
+        message: String,
+    },
+}
+
+impl IamError {
+    /// A short CamelCase reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IamError::Throttled { .. } => "IamThrottled",
+            IamError::AccessDenied { .. } => "IamAccessDenied",
+            IamError::Unreachable { .. } => "IamUnreachable",
+            IamError::Service { .. } => "IamError",
+        }
+    }
+    fn code(&self) -> Option<&str> {
+        match self {
+            IamError::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    op: &'static str,
+    err: SdkError<E, R>,
+) -> IamError {
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => IamError::Unreachable {
+            op,
+            message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        },
+        _ => {
+            let code = err.code().unwrap_or("Unknown").to_string();
+            let message = err.message().unwrap_or_default().to_string();
+            match code.as_str() {
+                "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+                    IamError::Throttled { op, message }
+                }
+                "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+                    IamError::AccessDenied { op, message }
+                }
+                _ => IamError::Service { op, code, message },
+            }
+        }
+    }
+}
+
+/// An injected failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    Throttling,
+    AccessDenied,
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    kind: FaultKind,
+    /// HTTP attempts still to fail; `None` = until cleared.
+    remaining: Option<u32>,
+}
+
+/// Counts IAM operations (not retried attempts) and HTTP attempts; holds the armed fault.
+#[derive(Debug, Default)]
+pub struct IamProbe {
+    state: Mutex<ProbeState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ProbeState {
+    ops: BTreeMap<String, u64>,
+    attempts: u64,
+    fault: Option<Fault>,
+}
+
+/// A snapshot of the counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IamCounts {
+    pub ops: BTreeMap<String, u64>,
+    pub attempts: u64,
+}
+
+impl IamCounts {
+    pub fn total(&self) -> u64 {
+        self.ops.values().sum()
+    }
+    pub fn writes(&self) -> u64 {
+        self.ops
+            .iter()
+            .filter(|(op, _)| is_write(op))
+            .map(|(_, n)| n)
+            .sum()
+    }
+    pub fn reads(&self) -> u64 {
+        self.total() - self.writes()
+    }
+    /// Counts since `earlier`.
+    pub fn since(&self, earlier: &IamCounts) -> IamCounts {
+        let ops = self
+            .ops
+            .iter()
+            .map(|(op, n)| (op.clone(), n - earlier.ops.get(op).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        IamCounts {
+            ops,
+            attempts: self.attempts - earlier.attempts,
+        }
+    }
+}
+
+/// Operations that change IAM state.
+pub fn is_write(op: &str) -> bool {
+    [
+        "Create", "Put", "Update", "Delete", "Tag", "Untag", "Add", "Remove", "Attach", "Detach",
+        "Set",
+    ]
+    .iter()
+    .any(|p| op.starts_with(p))
+}
+
+impl IamProbe {
+    pub fn counts(&self) -> IamCounts {
+        let s = self.lock();
+        IamCounts {
+            ops: s.ops.clone(),
+            attempts: s.attempts,
+        }
+    }
+    /// Fails the next `attempts` HTTP attempts (`None`: every one until [`IamProbe::clear`]).
+    pub fn inject(&self, kind: FaultKind, attempts: Option<u32>) {
+        self.lock().fault = Some(Fault {
+            kind,
+            remaining: attempts,
+        });
+    }
+    pub fn clear(&self) {
+        self.lock().fault = None;
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProbeState> {
+        // A panic while holding this lock cannot leave the counters inconsistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn take_fault(&self) -> Option<FaultKind> {
+        let mut s = self.lock();
+        s.attempts += 1;
+        let fault = s.fault.as_mut()?;
+        let kind = fault.kind;
+        match &mut fault.remaining {
+            Some(0) => {
+                s.fault = None;
+                return None;
+            }
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        Some(kind)
+    }
+}
+
+#[derive(Debug)]
+struct ProbeInterceptor(Arc<IamProbe>);
+
+impl Intercept for ProbeInterceptor {
+    fn name(&self) -> &'static str {
+        "storage-valet-iam-probe"
+    }
+
+    // Not read_before_execution: client-level interceptors run that hook
+    // before the operation's metadata is in the config bag.
+    fn read_before_serialization(
+        &self,
+        _: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_default();
+        *self.0.lock().ops.entry(op).or_default() += 1;
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(kind) = self.0.take_fault() else {
+            return Ok(());
+        };
+        let (status, code, message) = match kind {
+            FaultKind::Throttling => (400u16, "Throttling", "Rate exceeded"),
+            FaultKind::AccessDenied => (
+                403u16,
+                "AccessDenied",
+                "injected: not authorized to perform this action",
+            ),
+        };
+        let body = format!(
+            "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type>\
+             <Code>{code}</Code><Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+        );
+        let status = status.try_into()?;
+        let mut resp = aws_smithy_runtime_api::http::Response::new(status, SdkBody::from(body));
+        resp.headers_mut().insert("content-type", "text/xml");
+        *ctx.response_mut() = resp;
+        Ok(())
+    }
+}
+
+/// A role as IAM reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleInfo {
+    pub arn: String,
+    pub path: String,
+    pub tags: BTreeMap<String, String>,
+    /// The trust policy, or why it could not be parsed (treated as drift).
+    pub trust: Result<PolicyDocument, String>,
+}
+
+/// The IAM operations of one bucket account.
+#[derive(Clone, Debug)]
+pub struct Iam {
+    client: aws_sdk_iam::Client,
+    probe: Arc<IamProbe>,
+}
+
+impl Iam {
+    /// Wraps a client config: adds the probe and the retry strategy.
+    pub fn new(
+        builder: aws_sdk_iam::config::Builder,
+        retry: &RetrySettings,
+        probe: Arc<IamProbe>,
+    ) -> Iam {
+        let retry = RetryConfig::standard()
+            .with_max_attempts(retry.max_attempts.max(1))
+            .with_initial_backoff(Duration::from_millis(retry.initial_backoff_ms))
+            .with_max_backoff(Duration::from_millis(retry.max_backoff_ms));
+        let conf = builder
+            .retry_config(retry)
+            .interceptor(ProbeInterceptor(probe.clone()))
+            .build();
+        Iam {
+            client: aws_sdk_iam::Client::from_conf(conf),
+            probe,
+        }
+    }
+
+    pub fn probe(&self) -> &Arc<IamProbe> {
+        &self.probe
+    }
+
+    pub fn client(&self) -> &aws_sdk_iam::Client {
+        &self.client
+    }
+
+    pub async fn get_role(&self, name: &str) -> Result<Option<RoleInfo>, IamError> {
+        let out = match self.client.get_role().role_name(name).send().await {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(classify("GetRole", e)),
+        };
+        let Some(role) = out.role else {
+            return Ok(None);
+        };
+        let trust = match role.assume_role_policy_document() {
+            Some(doc) => PolicyDocument::parse(doc).map_err(|e| e.to_string()),
+            None => Err("the role has no trust policy".to_string()),
+        };
+        Ok(Some(RoleInfo {
+            arn: role.arn().to_string(),
+            path: role.path().to_string(),
+            tags: role
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+            trust,
+        }))
+    }
+
+    pub async fn create_role(
+        &self,
+        name: &str,
+        path: &str,
+        trust: &PolicyDocument,
+        tags: &BTreeMap<String, String>,
+        description: &str,
+    ) -> Result<String, IamError> {
+        let out = self
+            .client
+            .create_role()
+            .role_name(name)
+            .path(path)
+            .assume_role_policy_document(trust.to_json())
+            .description(description)
+            .set_tags(Some(to_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| classify("CreateRole", e))?;
+        Ok(out.role.map(|r| r.arn).unwrap_or_default())
+    }
+
+    pub async fn update_trust(&self, name: &str, trust: &PolicyDocument) -> Result<(), IamError> {
+        self.client
+            .update_assume_role_policy()
+            .role_name(name)
+            .policy_document(trust.to_json())
+            .send()
+            .await
+            .map_err(|e| classify("UpdateAssumeRolePolicy", e))?;
+        Ok(())
+    }
+
+    pub async fn tag_role(
+        &self,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), IamError> {
+        self.client
+            .tag_role()
+            .role_name(name)
+            .set_tags(Some(to_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| classify("TagRole", e))?;
+        Ok(())
+    }
+
+    /// The inline policy `policy` of `role`: `Ok(None)` when absent,
+    /// `Ok(Some(Err(why)))` when present but not a document we can compare.
+    pub async fn get_role_policy(
+        &self,
+        role: &str,
+        policy: &str,
+    ) -> Result<Option<Result<PolicyDocument, String>>, IamError> {
+        match self
+            .client
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                PolicyDocument::parse(out.policy_document()).map_err(|e| e.to_string()),
+            )),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(classify("GetRolePolicy", e)),
+        }
+    }
+
+    pub async fn put_role_policy(
+        &self,
+        role: &str,
+        policy: &str,
+        doc: &PolicyDocument,
+    ) -> Result<(), IamError> {
+        self.client
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .policy_document(doc.to_json())
+            .send()
+            .await
+            .map_err(|e| classify("PutRolePolicy", e))?;
+        Ok(())
+    }
+
+    /// Deletes an inline policy; absent is success.
+    pub async fn delete_role_policy(&self, role: &str, policy: &str) -> Result<(), IamError> {
+        match self
+            .client
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify("DeleteRolePolicy", e)),
+        }
+    }
+
+    /// Deletes a role; absent is success.
+    pub async fn delete_role(&self, role: &str) -> Result<(), IamError> {
+        match self.client.delete_role().role_name(role).send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify("DeleteRole", e)),
+        }
+    }
+
+    /// Whether IAM refused because the entity already exists (a create race).
+    pub fn is_already_exists(err: &IamError) -> bool {
+        err.code() == Some("EntityAlreadyExists")
+    }
+}
+
+fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
+}
