@@ -2,12 +2,16 @@
 //! (rcgen), loading PEM pairs for rustls, a resolver that follows rotations
 //! on disk, the server TLS configuration, and the `valet certs` command.
 
+pub mod cli;
 mod config;
 mod error;
 mod generate;
 mod load;
+pub mod plan;
 mod reload;
+mod store;
 
+pub use cli::{CertsArgs, CertsError, CertsOutcome};
 pub use config::{ALPN, server_config};
 pub use error::TlsError;
 pub use generate::{CaBundle, ServingPair, generate_ca, generate_serving, service_dns_names};

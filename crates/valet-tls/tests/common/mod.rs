@@ -79,3 +79,30 @@ pub fn write_pair(dir: &std::path::Path, cert_pem: &str, key_pem: &str) -> anyho
     std::fs::write(dir.join("tls.key"), key_pem)?;
     Ok(())
 }
+
+/// Verifies `leaf_pem` for every name in `names` against the CAs in `bundle_pem`.
+pub fn verify_for_names(bundle_pem: &str, leaf_pem: &str, names: &[String]) -> anyhow::Result<()> {
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+    let leaf = CertificateDer::from_pem_slice(leaf_pem.as_bytes())?;
+    for name in names {
+        let server_name = ServerName::try_from(name.clone())?;
+        verifier
+            .verify_server_cert(
+                &leaf,
+                &[],
+                &server_name,
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    }
+    Ok(())
+}
