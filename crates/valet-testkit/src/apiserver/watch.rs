@@ -203,10 +203,19 @@ impl Watch {
                 store.resource_version(),
             )
         };
-        for Event { kind, obj, .. } in &events {
-            if self.filter.keep(obj) {
-                self.line(kind.wire(), obj);
-            }
+        for Event {
+            kind, obj, prev, ..
+        } in &events
+        {
+            let now = self.filter.keep(obj);
+            let before = prev.as_ref().map_or(now, |p| self.filter.keep(p));
+            let wire = match (kind, before, now) {
+                (EventKind::Modified, false, true) => EventKind::Added,
+                (EventKind::Modified, true, false) => EventKind::Deleted,
+                (_, _, true) => *kind,
+                _ => continue,
+            };
+            self.line(wire.wire(), obj);
         }
         Ok(rv.max(cursor))
     }
