@@ -25,6 +25,17 @@ struct Cli {
 enum Command {
     /// Offline dry run of the webhook: the mutation of a pod by its ServiceAccount.
     Mutate(cmd::mutate::MutateArgs),
+    /// OIDC trust diagnosis: PASS/WARN/FAIL per link, with the fix.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// CA and serving certificate for the webhook Service, and its caBundle.
+    Certs(valet_tls::CertsArgs),
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Check every link from the cluster's issuer to the role's trust policy.
+    Check(valet_broker::cli_trust::TrustCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +45,13 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let result = match cli.command {
         Command::Mutate(args) => cmd::mutate::run(args),
+        Command::Trust(TrustCommand::Check(args)) => {
+            cmd::block_on(async { Ok(valet_broker::cli_trust::run(args).await?) })
+        }
+        Command::Certs(args) => cmd::block_on(async {
+            valet_tls::cli::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
     };
     match result {
         Ok(code) => code,
