@@ -194,6 +194,13 @@ async fn route(shared: &Arc<Shared>, path: &str, req: Req) -> Result<Response, A
 }
 
 async fn dispatch(shared: &Arc<Shared>, t: Target, req: Req) -> Result<Response, ApiError> {
+    if req.method != Method::GET && req.params.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        // Refused rather than ignored: a dry run that persisted would make a
+        // test pass for the wrong reason.
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by the test API server (valet-testkit)",
+        ));
+    }
     let is_watch = matches!(
         req.params.get("watch").map(String::as_str),
         Some("true" | "1")

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod handler;
 mod objects;
 mod patch;

@@ -11,7 +11,6 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
@@ -20,12 +19,10 @@ use tokio_util::sync::CancellationToken;
 use super::handler::handle;
 use super::registry::ResourceDef;
 use super::state::{RecordedRequest, Shared, Verb};
-use super::store::{Scan, Write};
-use super::wire::{ApiError, meta_str};
 
 /// A running in-process API server on 127.0.0.1. Stops when dropped.
 pub struct ApiServer {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     addr: SocketAddr,
     running: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
 }
@@ -106,87 +103,6 @@ impl ApiServer {
     /// version and plural).
     pub fn register(&self, def: ResourceDef) {
         self.shared.store().registry.register(def);
-    }
-
-    fn def_of(&self, api_version: &str, kind: &str) -> Result<Arc<ResourceDef>, ApiError> {
-        self.shared.store().registry.by_kind(api_version, kind).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "no resource registered for apiVersion {api_version:?} kind {kind:?}: call ApiServer::register"
-            ))
-        })
-    }
-
-    fn prepare(&self, obj: impl Serialize) -> Result<(Value, Arc<ResourceDef>, String), ApiError> {
-        let value = serde_json::to_value(obj)
-            .map_err(|e| ApiError::bad_request(format!("object does not serialize: {e}")))?;
-        let def = self.def_of(
-            value["apiVersion"].as_str().unwrap_or(""),
-            value["kind"].as_str().unwrap_or(""),
-        )?;
-        let ns = match meta_str(&value, "namespace") {
-            "" if def.namespaced => "default".to_string(),
-            _ if !def.namespaced => String::new(),
-            ns => ns.to_string(),
-        };
-        Ok((value, def, ns))
-    }
-
-    /// Creates an object as given (status kept), emitting ADDED. The type comes
-    /// from its apiVersion and kind; a namespaced object without a namespace
-    /// goes to "default". Returns the stored object.
-    pub fn insert(&self, obj: impl Serialize) -> Result<Value, ApiError> {
-        let (value, def, ns) = self.prepare(obj)?;
-        Ok((*self.shared.store().create(&def, &ns, value, Write::Raw)?).clone())
-    }
-
-    /// Creates or replaces (unconditionally) an object, emitting ADDED or MODIFIED.
-    pub fn upsert(&self, obj: impl Serialize) -> Result<Value, ApiError> {
-        let (mut value, def, ns) = self.prepare(obj)?;
-        let name = meta_str(&value, "name").to_string();
-        let mut store = self.shared.store();
-        if store.get(&def, &ns, &name).is_err() {
-            return Ok((*store.create(&def, &ns, value, Write::Raw)?).clone());
-        }
-        super::wire::meta_mut(&mut value).remove("resourceVersion");
-        Ok((*store.update(&def, &ns, &name, value, Write::Raw)?).clone())
-    }
-
-    /// The stored object; `ns` is "" for cluster-scoped kinds.
-    pub fn get(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
-        let def = self.def_of(api_version, kind).ok()?;
-        self.shared
-            .store()
-            .get(&def, ns, name)
-            .ok()
-            .map(|o| (*o).clone())
-    }
-
-    /// Deletes as the API would (finalizers honoured): returns the object,
-    /// with a deletionTimestamp when finalizers keep it.
-    pub fn delete(
-        &self,
-        api_version: &str,
-        kind: &str,
-        ns: &str,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        let def = self.def_of(api_version, kind)?;
-        let (obj, _) = self.shared.store().delete(&def, ns, name, None)?;
-        Ok((*obj).clone())
-    }
-
-    /// All stored objects of a kind, in (namespace, name) order.
-    pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
-        let Ok(def) = self.def_of(api_version, kind) else {
-            return Vec::new();
-        };
-        let page = self.shared.store().list(&def, Scan::default(), |_| true);
-        page.items.iter().map(|o| (**o).clone()).collect()
-    }
-
-    pub fn count(&self, api_version: &str, kind: &str) -> usize {
-        self.def_of(api_version, kind)
-            .map_or(0, |d| self.shared.store().count(&d))
     }
 
     /// The latest resourceVersion handed out.

@@ -266,6 +266,9 @@ async fn generate_name_and_delete_collection() -> anyhow::Result<()> {
     let deleted = deleted.left().expect("a list of the deleted objects");
     assert_eq!(deleted.items.len(), 2);
     assert_eq!(server.count("v1", "Pod"), 1);
+    let left: Vec<Pod> = server.list_typed();
+    assert_eq!(left[0].metadata.name.as_deref(), Some("other"));
+    assert!(server.get_typed::<Pod>("g", "other").is_some());
     Ok(())
 }
 
