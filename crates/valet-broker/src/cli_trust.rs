@@ -155,7 +155,9 @@ pub async fn check(args: &TrustCheckArgs) -> Result<TrustReport, Error> {
     let issuer = match &args.issuer {
         Some(i) => Ok(i.clone()),
         None => match &kube {
-            Some(Ok(c)) => discover_issuer(c).await,
+            Some(Ok(c)) => discover_issuer(c)
+                .await
+                .map_err(|e| format!("cannot discover the issuer from the API server: {e}")),
             Some(Err(e)) => Err(format!(
                 "cannot reach the API server to discover the issuer: {e}"
             )),

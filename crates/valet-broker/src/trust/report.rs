@@ -71,7 +71,7 @@ fn table(r: &TrustReport) -> String {
         "PASS"
     };
     let _ = writeln!(out);
-    let _ = writeln!(out, "result: {verdict} ({fails} failed, {warns} warnings)");
+    let _ = writeln!(out, "result: {verdict} ({fails} failed, {warns} warned)");
     out
 }
 
@@ -120,7 +120,7 @@ mod tests {
         assert!(t.contains(" 2  keys        FAIL    word"), "{t}");
         assert!(t.contains("fix: do this"), "{t}");
         assert!(t.lines().all(|l| l.len() <= INDENT + WRAP + 6), "{t}");
-        assert!(t.ends_with("result: FAIL (1 failed, 0 warnings)\n"), "{t}");
+        assert!(t.ends_with("result: FAIL (1 failed, 0 warned)\n"), "{t}");
         let j: serde_json::Value = serde_json::from_str(&render(&r, OutputFormat::Json)).unwrap();
         assert_eq!(j["links"][1]["status"], "FAIL");
         assert_eq!(j["links"][1]["link"], "keys");
