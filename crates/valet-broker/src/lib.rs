@@ -4,13 +4,19 @@
 //! Pure modules (`crd` validation, `naming`, `policy`, `evaluate`) never do
 //! I/O; `iam`, `provision`, `reconcile`, `controller` and `apply` do.
 
+pub mod accounts;
 pub mod aws;
 pub mod cli_trust;
 pub mod config;
+pub mod controller;
 pub mod crd;
 pub mod evaluate;
 pub mod iam;
+pub mod lease;
 pub mod naming;
 pub mod policy;
 pub mod provision;
+pub mod reconcile;
+pub mod status;
 pub mod trust;
+pub mod trust_gate;

@@ -1,6 +1,8 @@
 //! Shared fixtures for the broker's integration tests.
 #![allow(dead_code)]
 
+pub mod env;
+
 use std::sync::{Arc, OnceLock};
 
 use aws_credential_types::Credentials;

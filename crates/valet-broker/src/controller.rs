@@ -1,0 +1,200 @@
+//! `valet broker`: the BucketAccess controller behind a Lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use tracing::{info, warn};
+
+use crate::accounts::Accounts;
+use crate::aws::{AwsClients, AwsConfig};
+use crate::config::BrokerConfig;
+use crate::crd::BucketAccess;
+use crate::iam::IamProbe;
+use crate::lease::LeaseLock;
+use crate::reconcile::{Ctx, error_policy, reconcile};
+use crate::status::ANN_OWNER;
+use crate::trust::OidcHttp;
+use crate::trust_gate::TrustGate;
+
+pub const CONTROLLER_NAME: &str = "storage-valet-broker";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot discover the OIDC issuer from the API server ({0}): set oidcIssuer in the broker config or --oidc-issuer"
+    )]
+    Issuer(String),
+    #[error("OIDC HTTP client: {0}")]
+    Http(String),
+}
+
+/// Everything a broker needs besides the Kubernetes client.
+pub struct BrokerParts {
+    pub cfg: Arc<BrokerConfig>,
+    pub issuer: String,
+    pub accounts: Arc<Accounts>,
+    pub trust: Arc<TrustGate>,
+}
+
+impl BrokerParts {
+    /// Resolves the issuer, loads AWS credentials (default chain) and the OIDC client.
+    pub async fn build(
+        client: &kube::Client,
+        cfg: BrokerConfig,
+        oidc_ca_pem: Option<(&[u8], &str)>,
+    ) -> Result<BrokerParts, StartError> {
+        let issuer = match &cfg.oidc_issuer {
+            Some(i) => i.clone(),
+            None => discover_issuer(client).await.map_err(StartError::Issuer)?,
+        };
+        let http = match oidc_ca_pem {
+            Some((pem, origin)) => OidcHttp::with_ca_pem(pem, origin),
+            None => OidcHttp::new(Vec::new()),
+        }
+        .map_err(|e| StartError::Http(e.to_string()))?;
+        let aws = AwsClients::load(&AwsConfig {
+            region: Some(cfg.region.clone()),
+            iam_endpoint: cfg.endpoints.iam.clone(),
+            sts_endpoint: cfg.endpoints.sts.clone(),
+            credentials: None,
+        })
+        .await;
+        Ok(BrokerParts::new(cfg, issuer, aws, http))
+    }
+
+    /// From parts already made (tests inject credentials and CA roots here).
+    pub fn new(cfg: BrokerConfig, issuer: String, aws: AwsClients, http: OidcHttp) -> BrokerParts {
+        let cfg = Arc::new(cfg);
+        let ttl = Duration::from_secs(cfg.resync_seconds.max(30));
+        let trust = Arc::new(TrustGate::new(
+            http,
+            &issuer,
+            &cfg.audience,
+            cfg.create_oidc_provider,
+            ttl,
+        ));
+        let accounts = Arc::new(Accounts::new(
+            aws,
+            cfg.clone(),
+            Arc::new(IamProbe::default()),
+        ));
+        BrokerParts {
+            cfg,
+            issuer,
+            accounts,
+            trust,
+        }
+    }
+
+    pub fn context(&self, client: kube::Client, instance: Option<String>) -> Arc<Ctx> {
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance,
+        };
+        Arc::new(Ctx {
+            client: client.clone(),
+            cfg: self.cfg.clone(),
+            accounts: self.accounts.clone(),
+            trust: self.trust.clone(),
+            recorder: Recorder::new(client, reporter),
+        })
+    }
+}
+
+/// The issuer the API server advertises (its `--service-account-issuer`).
+pub async fn discover_issuer(client: &kube::Client) -> Result<String, String> {
+    let req = http::Request::get("/.well-known/openid-configuration")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let text = client.request_text(req).await.map_err(|e| e.to_string())?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    doc.get("issuer")
+        .and_then(|i| i.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| "the discovery document has no issuer".to_string())
+}
+
+/// Runs the controller until `shutdown` resolves. Reconciles nothing unless
+/// this replica holds the Lease; stops reconciling as soon as it loses it.
+pub async fn run_with_lease(
+    ctx: Arc<Ctx>,
+    lock: LeaseLock,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        // Follower: retry until the Lease is ours.
+        loop {
+            match lock.try_acquire().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(error) => warn!(%error, "cannot read the lease; retrying"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(lock.renew_interval()) => {}
+            }
+        }
+        info!(identity = %lock.identity(), "leading: reconciling BucketAccess objects");
+        let controller = run(ctx.clone());
+        tokio::pin!(controller);
+        let renew = keep_lease(&lock);
+        tokio::pin!(renew);
+        tokio::select! {
+            _ = &mut shutdown => {
+                if let Err(error) = lock.release().await {
+                    warn!(%error, "cannot release the lease");
+                }
+                return;
+            }
+            _ = &mut renew => warn!(identity = %lock.identity(), "lost the lease: stopped reconciling"),
+            _ = &mut controller => return,
+        }
+    }
+}
+
+/// Renews until a renewal fails or is refused.
+async fn keep_lease(lock: &LeaseLock) {
+    loop {
+        tokio::time::sleep(lock.renew_interval()).await;
+        match lock.try_acquire().await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                warn!(%error, "lease renewal failed");
+                return;
+            }
+        }
+    }
+}
+
+/// The controller itself (no Lease): every BucketAccess, plus the
+/// ServiceAccounts they annotate (an edited annotation is repaired at once).
+pub async fn run(ctx: Arc<Ctx>) {
+    let client = ctx.client.clone();
+    let concurrency = ctx.cfg.concurrency;
+    let bas: Api<BucketAccess> = Api::all(client.clone());
+    let sas: Api<ServiceAccount> = Api::all(client);
+    Controller::new(bas, watcher::Config::default())
+        .watches(sas, watcher::Config::default(), |sa: ServiceAccount| {
+            let ns = sa.namespace()?;
+            let owner = sa.annotations().get(ANN_OWNER)?;
+            Some(ObjectRef::<BucketAccess>::new(owner).within(&ns))
+        })
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(error) = res {
+                warn!(%error, "reconcile error");
+            }
+        })
+        .await;
+}

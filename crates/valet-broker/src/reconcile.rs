@@ -1,0 +1,463 @@
+//! Reconciling one BucketAccess: validate, assume into the bucket account,
+//! check trust, plan and apply the role, annotate the ServiceAccount,
+//! write status and Events. Deletion runs behind a finalizer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::accounts::Accounts;
+use crate::config::BrokerConfig;
+use crate::crd::{BucketAccess, ValidSpec};
+use crate::provision::{self, DesiredRole, ProvisionError, Removed, Step};
+use crate::status::*;
+use crate::trust_gate::{TrustGate, TrustVerdict};
+
+pub const FINALIZER: &str = "storage-valet.dev/cleanup";
+/// Requeue after a failure a retry can fix (throttling, endpoint down).
+const RETRY_AFTER: Duration = Duration::from_secs(20);
+
+/// Shared by every reconcile.
+pub struct Ctx {
+    pub client: kube::Client,
+    pub cfg: Arc<BrokerConfig>,
+    pub accounts: Arc<Accounts>,
+    pub trust: Arc<TrustGate>,
+    pub recorder: Recorder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("{0}")]
+    Retry(String),
+}
+
+/// Entry point for the controller.
+pub async fn reconcile(ba: Arc<BucketAccess>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let ns = ba.namespace().unwrap_or_default();
+    let api: Api<BucketAccess> = Api::namespaced(ctx.client.clone(), &ns);
+    let ba = ensure_first_finalizer(&api, ba).await?;
+    finalizer(&api, FINALIZER, ba, |event| async {
+        match event {
+            finalizer::Event::Apply(ba) => apply(&ba, &ctx).await,
+            finalizer::Event::Cleanup(ba) => cleanup(&ba, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Adds the finalizer to an object that has none. kube's helper does this
+/// with a JSON patch `test` of a missing path against `null`, which some
+/// API server implementations reject; a `test` of the resourceVersion
+/// gives the same protection against a concurrent writer.
+async fn ensure_first_finalizer(
+    api: &Api<BucketAccess>,
+    ba: Arc<BucketAccess>,
+) -> Result<Arc<BucketAccess>, Error> {
+    if ba.metadata.deletion_timestamp.is_some() || !ba.finalizers().is_empty() {
+        return Ok(ba);
+    }
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": ba.resource_version()},
+        {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+    ]))
+    .map_err(|e| Error::Retry(e.to_string()))?;
+    let updated = api
+        .patch(
+            &ba.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await?;
+    Ok(Arc::new(updated))
+}
+
+/// The controller's error policy: errors already became conditions; wait and retry.
+pub fn error_policy(ba: Arc<BucketAccess>, err: &Error, _: Arc<Ctx>) -> Action {
+    warn!(ns = %ba.namespace().unwrap_or_default(), name = %ba.name_any(), error = %err, "reconcile failed; retrying");
+    Action::requeue(RETRY_AFTER)
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
+    let ns = ba.namespace().unwrap_or_default();
+    let name = ba.name_any();
+    let resync = Action::requeue(Duration::from_secs(ctx.cfg.resync_seconds));
+
+    let spec = match ba.spec.validate() {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing to call AWS about until the spec changes.
+            let msg = e.to_string();
+            let conds = blocked("InvalidSpec", &msg);
+            publish_status(ba, ctx, None, &conds, Some(("InvalidSpec", &msg))).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let role = match provision::desired_role(&ctx.cfg, ctx.trust.issuer(), &ns, &name, &spec) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.to_string();
+            let conds = blocked(e.reason(), &msg);
+            publish_status(ba, ctx, None, &conds, Some((e.reason(), &msg))).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let clients = match ctx.accounts.get(&role.account).await {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = e.to_string();
+            let conds = blocked(e.reason(), &msg);
+            publish_status(ba, ctx, None, &conds, Some((e.reason(), &msg))).await?;
+            return Ok(Action::requeue(RETRY_AFTER));
+        }
+    };
+    let trust = ctx.trust.check(&clients, &role).await;
+    let trust_cond = Cond::new(
+        TRUST_VALID,
+        Some(trust.ok),
+        trust.reason.clone(),
+        trust.message.clone(),
+    );
+
+    if let Err(e) = provision_role(ba, ctx, &clients.iam, role.clone()).await {
+        let msg = e.to_string();
+        let conds = [
+            trust_cond,
+            Cond::new(ROLE_PROVISIONED, Some(false), e.reason(), msg.clone()),
+            Cond::new(READY, Some(false), e.reason(), msg.clone()),
+        ];
+        publish_status(ba, ctx, None, &conds, Some((e.reason(), &msg))).await?;
+        return Ok(if e.transient() {
+            Action::requeue(RETRY_AFTER)
+        } else {
+            resync
+        });
+    }
+    let role_cond = Cond::new(
+        ROLE_PROVISIONED,
+        Some(true),
+        "RoleReady",
+        format!(
+            "role {} has the trust and access policies for {ns}/{}",
+            role.arn, spec.service_account
+        ),
+    );
+    let ready = if trust.ok {
+        annotate_service_account(ba, ctx, &spec, &role).await?;
+        Cond::new(
+            READY,
+            Some(true),
+            "Ready",
+            format!(
+                "pods using ServiceAccount {ns}/{} get role {}",
+                spec.service_account, role.arn
+            ),
+        )
+    } else {
+        // A role whose trust chain is broken is not handed to pods.
+        Cond::new(
+            READY,
+            Some(false),
+            trust.reason.clone(),
+            not_handed_out(&trust),
+        )
+    };
+    let warn_event = (!trust.ok).then_some((trust.reason.as_str(), trust.message.as_str()));
+    publish_status(
+        ba,
+        ctx,
+        Some(role.arn.clone()),
+        &[trust_cond, role_cond, ready],
+        warn_event,
+    )
+    .await?;
+    Ok(if trust.ok {
+        resync
+    } else {
+        Action::requeue(RETRY_AFTER.max(Duration::from_secs(60)))
+    })
+}
+
+fn not_handed_out(trust: &TrustVerdict) -> String {
+    format!(
+        "the ServiceAccount is not annotated until the trust chain is valid: {}",
+        trust.message
+    )
+}
+
+/// All three conditions False for a problem found before any AWS call.
+fn blocked(reason: &str, msg: &str) -> [Cond; 3] {
+    [
+        Cond::new(TRUST_VALID, None, reason, msg),
+        Cond::new(ROLE_PROVISIONED, Some(false), reason, msg),
+        Cond::new(READY, Some(false), reason, msg),
+    ]
+}
+
+async fn provision_role(
+    ba: &BucketAccess,
+    ctx: &Ctx,
+    iam: &crate::iam::Iam,
+    role: DesiredRole,
+) -> Result<(), ProvisionError> {
+    let plan = provision::plan(iam, role).await?;
+    if plan.steps.is_empty() {
+        return Ok(());
+    }
+    provision::execute(iam, &plan).await?;
+    let steps: Vec<String> = plan.steps.iter().map(Step::to_string).collect();
+    let (reason, note) = if plan.existed {
+        (
+            "DriftRepaired",
+            format!(
+                "role {} had drifted; repaired: {}",
+                plan.role.arn,
+                steps.join(", ")
+            ),
+        )
+    } else {
+        (
+            "RoleCreated",
+            format!(
+                "created role {} with its inline access policy",
+                plan.role.arn
+            ),
+        )
+    };
+    info!(ns = %plan.role.namespace, name = %plan.role.bucket_access, role = %plan.role.arn, ?steps, reason, "role changed");
+    event(ctx, ba, EventType::Normal, reason, note).await;
+    Ok(())
+}
+
+async fn annotate_service_account(
+    ba: &BucketAccess,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    role: &DesiredRole,
+) -> Result<(), Error> {
+    let ns = &role.namespace;
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    let region = ctx.cfg.bucket_region(&role.account);
+    let want = service_account_annotations(
+        &ctx.cfg.annotation_prefix,
+        &role.arn,
+        spec,
+        region,
+        &role.bucket_access,
+    );
+    let Some(sa) = api.get_opt(&spec.service_account).await? else {
+        let mut sa = ServiceAccount::default();
+        sa.metadata.name = Some(spec.service_account.clone());
+        let mut anns: BTreeMap<String, String> = want
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+        anns.insert(ANN_CREATED_BY.into(), role.bucket_access.clone());
+        sa.metadata.annotations = Some(anns);
+        api.create(&PostParams::default(), &sa).await?;
+        let note = format!(
+            "created ServiceAccount {ns}/{} for role {}",
+            spec.service_account, role.arn
+        );
+        event(ctx, ba, EventType::Normal, "ServiceAccountCreated", note).await;
+        return Ok(());
+    };
+    let changes = annotation_changes(&sa.annotations().clone(), &want);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"annotations": changes}});
+    api.patch(
+        &spec.service_account,
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    let keys: Vec<&String> = changes.keys().collect();
+    let note = format!(
+        "annotated ServiceAccount {ns}/{}: {keys:?}",
+        spec.service_account
+    );
+    event(ctx, ba, EventType::Normal, "ServiceAccountAnnotated", note).await;
+    Ok(())
+}
+
+/// Writes status when it differs; publishes a Warning event when a failing
+/// condition is new (not on every retry).
+async fn publish_status(
+    ba: &BucketAccess,
+    ctx: &Ctx,
+    role_arn: Option<String>,
+    conds: &[Cond],
+    warning: Option<(&str, &str)>,
+) -> Result<(), Error> {
+    let next = next_status(
+        ba.status.as_ref(),
+        role_arn,
+        conds,
+        ba.metadata.generation,
+        &now(),
+    );
+    if ba.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    if let Some((reason, msg)) = warning {
+        let was = ba
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
+        if was.is_none_or(|c| c.reason != reason) {
+            event(ctx, ba, EventType::Warning, reason, msg.to_string()).await;
+        }
+    }
+    let api: Api<BucketAccess> =
+        Api::namespaced(ctx.client.clone(), &ba.namespace().unwrap_or_default());
+    let patch = json!({"status": next});
+    api.patch_status(
+        &ba.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Events are best effort: a failed Event must not fail the reconcile.
+async fn event(ctx: &Ctx, ba: &BucketAccess, type_: EventType, reason: &str, note: String) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&ev, &ba.object_ref(&())).await {
+        warn!(%error, name = %ba.name_any(), reason, "cannot publish Event");
+    }
+}
+
+async fn cleanup(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
+    let ns = ba.namespace().unwrap_or_default();
+    let name = ba.name_any();
+    // Deletion needs only the ServiceAccount and account: a spec that no
+    // longer validates must not strand its role.
+    let spec = ValidSpec {
+        service_account: ba.spec.service_account_name.clone(),
+        bucket_account: ba.spec.bucket_account.clone(),
+        buckets: Vec::new(),
+    };
+    match provision::desired_role(&ctx.cfg, ctx.trust.issuer(), &ns, &name, &spec) {
+        Ok(role) => remove_role(ba, ctx, &role).await?,
+        Err(e) => {
+            let note = format!("no IAM cleanup: {e}");
+            event(ctx, ba, EventType::Warning, "CleanupSkipped", note).await;
+        }
+    }
+    release_service_account(ba, ctx, &ns, &name).await?;
+    Ok(Action::await_change())
+}
+
+async fn remove_role(ba: &BucketAccess, ctx: &Ctx, role: &DesiredRole) -> Result<(), Error> {
+    let clients = ctx
+        .accounts
+        .get(&role.account)
+        .await
+        .map_err(|e| Error::Retry(e.to_string()))?;
+    match provision::deprovision(&clients.iam, role).await {
+        Ok(Removed::Deleted) => {
+            let note = format!("deleted role {} and its inline policy", role.arn);
+            event(ctx, ba, EventType::Normal, "RoleDeleted", note).await;
+        }
+        Ok(Removed::AlreadyGone) => {}
+        // Not ours: never touched, and no reason to block the deletion.
+        Err(e @ (ProvisionError::Foreign { .. } | ProvisionError::Conflict { .. })) => {
+            event(ctx, ba, EventType::Warning, e.reason(), e.to_string()).await;
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let conds = [Cond::new(
+                READY,
+                Some(false),
+                "DeletionFailed",
+                format!("cannot delete the role yet: {msg}"),
+            )];
+            publish_status(ba, ctx, None, &conds, Some(("DeletionFailed", &msg))).await?;
+            return Err(Error::Retry(msg));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the annotations this BucketAccess wrote; deletes the
+/// ServiceAccount if this BucketAccess created it.
+async fn release_service_account(
+    ba: &BucketAccess,
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(sa) = api.get_opt(&ba.spec.service_account_name).await? else {
+        return Ok(());
+    };
+    let anns = sa.annotations();
+    if anns.get(ANN_OWNER).map(String::as_str) != Some(name) {
+        return Ok(());
+    }
+    let sa_name = sa.name_any();
+    if anns.get(ANN_CREATED_BY).map(String::as_str) == Some(name) {
+        api.delete(&sa_name, &DeleteParams::default()).await?;
+        event(
+            ctx,
+            ba,
+            EventType::Normal,
+            "ServiceAccountDeleted",
+            format!("deleted ServiceAccount {ns}/{sa_name}"),
+        )
+        .await;
+        return Ok(());
+    }
+    let prefix = &ctx.cfg.annotation_prefix;
+    let ours = [
+        format!("{prefix}/{}", valet_core::consts::ANN_ROLE_ARN),
+        valet_core::consts::ANN_BUCKET.to_string(),
+        valet_core::consts::ANN_BUCKETS.to_string(),
+        valet_core::consts::ANN_BUCKET_REGION.to_string(),
+        ANN_OWNER.to_string(),
+    ];
+    let nulls: BTreeMap<&String, Option<String>> = ours
+        .iter()
+        .filter(|k| anns.contains_key(*k))
+        .map(|k| (k, None))
+        .collect();
+    let patch = json!({"metadata": {"annotations": nulls}});
+    api.patch(&sa_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    event(
+        ctx,
+        ba,
+        EventType::Normal,
+        "ServiceAccountReleased",
+        format!("removed the broker's annotations from {ns}/{sa_name}"),
+    )
+    .await;
+    Ok(())
+}
