@@ -95,10 +95,13 @@ async fn unreachable_issuer_fails_link_1() {
 #[tokio::test]
 async fn untrusted_issuer_certificate_names_the_ca_flag() {
     let c = Chain::healthy().await;
-    let checker = valet_broker::trust::TrustChecker::new(
-        valet_broker::trust::OidcHttp::new(Vec::new()).expect("platform roots"),
-        Ok(c.bucket.clone()),
-    );
+    // Trust the platform's roots and another issuer's CA, not ours.
+    let other = valet_testkit::oidc::OidcIssuer::start()
+        .await
+        .expect("second issuer");
+    let http = valet_broker::trust::OidcHttp::with_ca_pem(other.ca_pem().as_bytes(), "other CA")
+        .expect("roots");
+    let checker = valet_broker::trust::TrustChecker::new(http, Ok(c.bucket.clone()));
     let report = checker.check_chain(&c.input(c.token())).await;
     expect(
         &report,

@@ -3,6 +3,7 @@
 //! `valet trust check` prints).
 
 use reqwest::Url;
+use tracing::debug;
 use valet_core::arn::RoleArn;
 
 use super::assume::check_assume;
@@ -293,13 +294,20 @@ impl TrustChecker {
                 let p = ProviderRef::new(partition, account, &input.issuer);
                 let tp = self.thumbprint(&input.issuer, disc.as_ref()).await;
                 let mut r = self.check_provider(&p, aud, &tp).await;
-                if input.fix && r.status != Status::Pass && !issuer_failed {
-                    match self.ensure_provider(&p, aud, tp.as_deref().ok()).await {
-                        Ok(done) => {
-                            fixed.extend(done);
-                            r = self.check_provider(&p, aud, &tp).await;
+                if input.fix && r.status != Status::Pass {
+                    if issuer_failed {
+                        // A provider for an issuer STS cannot use would only
+                        // hide the real problem.
+                        r.reason
+                            .push_str("; --fix left the provider alone because link 1 fails");
+                    } else {
+                        match self.ensure_provider(&p, aud, tp.as_deref().ok()).await {
+                            Ok(done) => {
+                                fixed.extend(done);
+                                r = self.check_provider(&p, aud, &tp).await;
+                            }
+                            Err(e) => r.reason.push_str(&format!("; --fix failed: {e}")),
                         }
-                        Err(e) => r.reason.push_str(&format!("; --fix failed: {e}")),
                     }
                 }
                 links.push(r);
@@ -334,6 +342,9 @@ impl TrustChecker {
         };
         links.push(assume);
 
+        for l in &links {
+            debug!(%ns, %sa, link = l.link.name(), status = l.status.as_str(), reason = %l.reason, "trust link checked");
+        }
         TrustReport {
             namespace: input.namespace.clone(),
             service_account: input.service_account.clone(),
