@@ -20,6 +20,7 @@ mod discovery;
 mod http;
 mod jwks;
 pub mod policy_check;
+mod policy_doc;
 mod provider;
 mod report;
 mod role;
