@@ -1,5 +1,7 @@
 //! The in-process API server driven by the real kube-rs client.
 
+#[path = "apiserver/admission.rs"]
+mod admission;
 #[path = "apiserver/control.rs"]
 mod control;
 #[path = "apiserver/crud.rs"]

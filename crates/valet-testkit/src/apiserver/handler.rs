@@ -220,7 +220,7 @@ async fn dispatch(shared: &Arc<Shared>, t: Target, req: Req) -> Result<Response,
         }
         (&Method::POST, false, None) => {
             shared.count(Verb::Create);
-            objects::create(shared, &t, &req)
+            objects::create(shared, &t, &req).await
         }
         (&Method::POST, true, Some("token"))
             if t.def.group.is_empty() && t.def.plural == "serviceaccounts" =>

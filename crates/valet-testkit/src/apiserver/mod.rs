@@ -24,6 +24,7 @@
 //! ```
 
 mod access;
+mod admission;
 mod handler;
 mod objects;
 mod patch;

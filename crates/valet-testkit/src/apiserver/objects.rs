@@ -176,8 +176,15 @@ fn internal(e: serde_json::Error) -> ApiError {
     )
 }
 
-pub fn create(shared: &Shared, t: &Target, req: &Req) -> Result<Response, ApiError> {
-    let body = parse_json(&req.body)?;
+pub async fn create(shared: &Shared, t: &Target, req: &Req) -> Result<Response, ApiError> {
+    let mut body = parse_json(&req.body)?;
+    if shared.admission_enabled() {
+        if t.def.namespaced && meta_str(&body, "namespace").is_empty() {
+            // As the real server: the namespace comes from the URL before admission.
+            super::wire::meta_mut(&mut body).insert("namespace".into(), json!(t.ns_key()));
+        }
+        body = super::admission::admit_create(shared, t, body).await?;
+    }
     let obj = shared
         .store()
         .create(&t.def, t.ns_key(), body, Write::Main)?;

@@ -186,6 +186,24 @@ impl ApiServer {
         self.shared.set_oidc(None, Some(jwks));
     }
 
+    /// Turns mutating admission on CREATE on or off (default off): webhooks
+    /// of stored MutatingWebhookConfigurations are then called over HTTPS.
+    pub fn set_admission(&self, on: bool) {
+        self.shared.set_admission(on);
+    }
+
+    /// Where a webhook `service` reference (`{name}.{ns}.svc`) is reached,
+    /// e.g. a `valet webhook` listening on 127.0.0.1. TLS still checks the
+    /// certificate against `{name}.{ns}.svc` and the caBundle.
+    pub fn route_service(&self, ns: &str, name: &str, addr: SocketAddr) {
+        self.shared.route_service(ns, name, addr);
+    }
+
+    /// AdmissionReviews sent to webhooks so far.
+    pub fn admission_calls(&self) -> u64 {
+        self.shared.admission_calls()
+    }
+
     /// Takes the server down (listener closed, every connection and watch
     /// cut: clients see refused or reset connections) or brings it back on
     /// the same port with the same objects.

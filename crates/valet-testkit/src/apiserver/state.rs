@@ -1,7 +1,9 @@
 //! State shared by the handlers and the test-facing `ApiServer`: the store,
 //! the request log, injected faults, counters and pluggable responders.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -72,6 +74,9 @@ pub struct Shared {
     faults: Mutex<Vec<Fault>>,
     counts: [AtomicU64; 7],
     pub watches: AtomicUsize,
+    admission: AtomicBool,
+    admission_calls: AtomicU64,
+    services: Mutex<HashMap<(String, String), SocketAddr>>,
     pub token_issuer: RwLock<Option<Arc<TokenIssuer>>>,
     oidc_discovery: RwLock<Option<Value>>,
     oidc_jwks: RwLock<Option<Value>>,
@@ -94,6 +99,9 @@ impl Shared {
             faults: Mutex::new(Vec::new()),
             counts: Default::default(),
             watches: AtomicUsize::new(0),
+            admission: AtomicBool::new(false),
+            admission_calls: AtomicU64::new(0),
+            services: Mutex::new(HashMap::new()),
             token_issuer: RwLock::new(None),
             oidc_discovery: RwLock::new(None),
             oidc_jwks: RwLock::new(None),
@@ -139,6 +147,32 @@ impl Shared {
 
     pub fn verb_count(&self, verb: Verb) -> u64 {
         self.counts[verb.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn set_admission(&self, on: bool) {
+        self.admission.store(on, Ordering::SeqCst);
+    }
+
+    pub fn admission_enabled(&self) -> bool {
+        self.admission.load(Ordering::SeqCst)
+    }
+
+    pub fn count_admission(&self) {
+        self.admission_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn admission_calls(&self) -> u64 {
+        self.admission_calls.load(Ordering::Relaxed)
+    }
+
+    pub fn route_service(&self, ns: &str, name: &str, addr: SocketAddr) {
+        lock(&self.services).insert((ns.to_string(), name.to_string()), addr);
+    }
+
+    pub fn service_route(&self, ns: &str, name: &str) -> Option<SocketAddr> {
+        lock(&self.services)
+            .get(&(ns.to_string(), name.to_string()))
+            .copied()
     }
 
     pub fn set_oidc(&self, discovery: Option<Value>, jwks: Option<Value>) {
