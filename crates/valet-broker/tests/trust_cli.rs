@@ -331,3 +331,42 @@ async fn api_server_down_and_no_issuer_flag() {
     let report = check(&args).await.expect("check runs");
     all_pass_except(&report, &[]);
 }
+
+#[tokio::test]
+async fn audience_annotation_is_the_default_audience() {
+    let c = Cluster::new(Chain::healthy().await, true).await;
+    let sa_api = Api::<ServiceAccount>::namespaced(c.api.client(), NS);
+    let patch = serde_json::json!({"metadata": {"annotations": {"eks.amazonaws.com/audience": "custom-aud"}}});
+    sa_api
+        .patch(
+            SA,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("annotate audience");
+    let report = check(&c.args(&[])).await.expect("check runs");
+    assert_eq!(report.audience, "custom-aud");
+    // The token is requested for that audience and verifies; the provider
+    // was made for sts.amazonaws.com only, and the role pins that aud.
+    expect(&report, Link::Token, Status::Pass, "aud custom-aud", "");
+    expect(
+        &report,
+        Link::Provider,
+        Status::Fail,
+        "not the audience \"custom-aud\"",
+        "--client-id custom-aud",
+    );
+    expect(
+        &report,
+        Link::RoleTrust,
+        Status::Fail,
+        "does not admit \"custom-aud\"",
+        "\"custom-aud\"",
+    );
+    // --audience wins over the annotation.
+    let report = check(&c.args(&["--audience", AUD]))
+        .await
+        .expect("check runs");
+    all_pass_except(&report, &[]);
+}
