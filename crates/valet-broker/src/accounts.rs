@@ -69,6 +69,10 @@ impl Accounts {
         }
     }
 
+    pub fn config(&self) -> &BrokerConfig {
+        &self.cfg
+    }
+
     /// Counts every IAM operation made through these clients.
     pub fn probe(&self) -> &Arc<IamProbe> {
         &self.probe

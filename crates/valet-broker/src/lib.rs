@@ -5,7 +5,9 @@
 //! I/O; `iam`, `provision`, `reconcile`, `controller` and `apply` do.
 
 pub mod accounts;
+pub mod apply;
 pub mod aws;
+pub mod cli;
 pub mod cli_trust;
 pub mod config;
 pub mod controller;

@@ -111,6 +111,20 @@ impl Env {
         }
     }
 
+    /// A second broker replica on the same cluster and config (its own clients and counters).
+    pub async fn replica(&self, identity: &str) -> (BrokerParts, Arc<Ctx>) {
+        let cfg = (*self.parts.cfg).clone();
+        let aws = AwsClients::load(&base_aws_config(
+            cfg.endpoints.iam.as_deref().unwrap_or_default(),
+        ))
+        .await;
+        let http =
+            OidcHttp::with_ca_pem(self.oidc.ca_pem().as_bytes(), "test issuer CA").expect("CA");
+        let parts = BrokerParts::new(cfg, self.oidc.url(), aws, http);
+        let ctx = parts.context(self.api.client(), Some(identity.into()));
+        (parts, ctx)
+    }
+
     pub fn bas(&self) -> Api<BucketAccess> {
         Api::namespaced(self.api.client(), NS)
     }
