@@ -1,0 +1,265 @@
+//! Install artefacts (issue 7): kustomize manifests, the Helm chart rendered
+//! by the real Helm v4 SDK, the CRD, and the Dockerfile's build command.
+
+mod k8s;
+
+use std::collections::BTreeMap;
+
+use k8s::{checks, id, named, render, repo_root};
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "storage-valet";
+
+fn assert_clean(what: &str, problems: checks::Problems) {
+    assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
+}
+
+fn components(docs: &[Value]) -> Vec<String> {
+    let mut c: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .filter_map(|d| {
+            d["metadata"]["labels"]["app.kubernetes.io/component"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    c.sort();
+    c
+}
+
+fn overlay(name: &str) -> anyhow::Result<Vec<Value>> {
+    let dir = repo_root().join("manifests/overlays").join(name);
+    let docs = render::kustomize(&dir)?;
+    // Where kubectl exists, the real kustomize must agree with the reading above.
+    if let Some(real) = render::kubectl_kustomize(&dir) {
+        let by_id = |docs: &[Value]| {
+            docs.iter()
+                .map(|d| (id(d), d.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            by_id(&real?),
+            by_id(&docs),
+            "kubectl kustomize {name} differs"
+        );
+    }
+    Ok(docs)
+}
+
+#[test]
+fn overlays_follow_the_install_rules() -> anyhow::Result<()> {
+    let webhook_only = overlay("webhook-only")?;
+    assert_clean("webhook-only", checks::all(&webhook_only, NAMESPACE));
+    assert_eq!(components(&webhook_only), ["webhook"]);
+
+    let full = overlay("full")?;
+    assert_clean("full", checks::all(&full, NAMESPACE));
+    assert_eq!(components(&full), ["broker", "webhook"]);
+    let grants = checks::grants_by_component(&full);
+    for component in ["webhook", "broker", "certs"] {
+        assert!(
+            grants.contains_key(component),
+            "{component} has no RBAC at all"
+        );
+    }
+    assert!(named(&full, "ClusterRole", "storage-valet-audit").is_some());
+    assert!(named(&full, "Namespace", NAMESPACE).is_some());
+    Ok(())
+}
+
+#[test]
+fn every_manifest_file_is_typed_and_part_of_an_overlay() -> anyhow::Result<()> {
+    let root = repo_root().join("manifests");
+    let used: Vec<String> = overlay("full")?.iter().map(id).collect();
+    for file in render::yaml_files(&root)? {
+        let text = std::fs::read_to_string(&file)?;
+        for doc in render::documents(&text, &file.display().to_string())? {
+            if let Err(e) = k8s::typed::check(&doc) {
+                panic!("{}: {}: {e}", file.display(), id(&doc));
+            }
+            assert!(
+                used.contains(&id(&doc)),
+                "{} ({}) is in no overlay",
+                id(&doc),
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_crd_manifest_is_the_one_the_code_defines() -> anyhow::Result<()> {
+    let path = repo_root().join("manifests/base/crd.yaml");
+    let generated = valet_broker::crd::crd_yaml()?;
+    if std::env::var_os("VALET_BLESS_CRD").is_some() {
+        std::fs::write(
+            &path,
+            format!(
+                "# Generated from crates/valet-broker/src/crd.rs: `valet crd > manifests/base/crd.yaml`.\n{generated}"
+            ),
+        )?;
+    }
+    let on_disk: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?)?;
+    let want: Value = serde_yaml_ng::from_str(&generated)?;
+    assert!(
+        on_disk == want,
+        "manifests/base/crd.yaml is stale: regenerate it with `valet crd > manifests/base/crd.yaml` \
+         (or VALET_BLESS_CRD=1 cargo test -p valet-tls --test install)"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_broker_config_map_is_a_valid_broker_config() -> anyhow::Result<()> {
+    let docs = overlay("full")?;
+    let cm = named(&docs, "ConfigMap", "storage-valet-broker")
+        .ok_or_else(|| anyhow::anyhow!("no broker ConfigMap"))?;
+    let text = cm["data"]["broker.yaml"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no broker.yaml key"))?;
+    let config: valet_broker::config::BrokerConfig = serde_yaml_ng::from_str(text)?;
+    config.validate()?;
+    Ok(())
+}
+
+fn build_commands(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.find("cargo build").map(|i| l[i..].trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn the_dockerfile_builds_with_the_readme_command() -> anyhow::Result<()> {
+    let root = repo_root();
+    let readme = build_commands(&std::fs::read_to_string(root.join("README.md"))?);
+    let dockerfile_text = std::fs::read_to_string(root.join("Dockerfile"))?;
+    let dockerfile = build_commands(&dockerfile_text);
+    assert_eq!(
+        readme.len(),
+        1,
+        "README must show one build command, shows {readme:?}"
+    );
+    assert!(readme[0].contains("--locked"), "{}", readme[0]);
+    assert_eq!(
+        dockerfile, readme,
+        "the Dockerfile must build with the README's command"
+    );
+    // The final stage runs as the UID the manifests ask for, with no shell.
+    let last_stage = dockerfile_text.rsplit("\nFROM ").next().unwrap_or("");
+    assert!(
+        last_stage.starts_with("gcr.io/distroless/"),
+        "final stage: {last_stage}"
+    );
+    assert!(dockerfile_text.contains("USER 65532:65532"));
+    Ok(())
+}
+
+fn chart() -> std::path::PathBuf {
+    repo_root().join("charts/storage-valet")
+}
+
+fn helm(values: Value) -> Vec<Value> {
+    render::helm(&chart(), &values).unwrap_or_else(|e| panic!("helm render with {values}: {e:#}"))
+}
+
+#[test]
+fn chart_defaults_render_a_valid_full_install() {
+    let docs = helm(json!({}));
+    assert_clean("chart defaults", checks::all(&docs, NAMESPACE));
+    assert_eq!(components(&docs), ["broker", "webhook"]);
+    let notes = render::helm_notes(&chart(), &json!({})).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        notes.contains("valet audit"),
+        "NOTES.txt must say what to do next:\n{notes}"
+    );
+}
+
+#[test]
+fn chart_options_render_valid_installs() {
+    let cases = [
+        json!({"broker": {"enabled": false}}),
+        json!({"certManager": {"enabled": true}}),
+        json!({"serviceMonitor": {"enabled": true}, "webhook": {"awsDefaultRegion": "eu-west-1"}}),
+    ];
+    for values in cases {
+        let docs = helm(values.clone());
+        assert_clean(
+            &format!("chart with {values}"),
+            checks::all(&docs, NAMESPACE),
+        );
+    }
+    assert_eq!(
+        components(&helm(json!({"broker": {"enabled": false}}))),
+        ["webhook"]
+    );
+    let cm = helm(json!({"certManager": {"enabled": true}}));
+    assert!(cm.iter().any(|d| d["kind"] == "Certificate"));
+    assert!(
+        !cm.iter().any(|d| d["kind"] == "Job"),
+        "with cert-manager, no valet certs Job"
+    );
+    let sm = helm(json!({"serviceMonitor": {"enabled": true}}));
+    assert!(sm.iter().any(|d| d["kind"] == "ServiceMonitor"));
+}
+
+#[test]
+fn chart_matches_the_kustomize_install() -> anyhow::Result<()> {
+    // Same objects by kind and name; Helm adds its own labels only.
+    // The chart names its install Job per revision (Jobs are immutable).
+    let ids = |docs: &[Value]| {
+        let mut v: Vec<String> = docs
+            .iter()
+            .map(id)
+            .map(|i| i.replace("storage-valet-certs-1", "storage-valet-certs"))
+            .collect();
+        v.sort();
+        v
+    };
+    let chart_ids: Vec<String> = ids(&helm(json!({})))
+        .into_iter()
+        .filter(|i| !i.starts_with("CustomResourceDefinition"))
+        .collect();
+    let kustomize_ids: Vec<String> = ids(&overlay("full")?)
+        .into_iter()
+        .filter(|i| !i.starts_with("Namespace") && !i.starts_with("CustomResourceDefinition"))
+        .collect();
+    assert_eq!(chart_ids, kustomize_ids);
+    Ok(())
+}
+
+#[test]
+fn chart_lints_clean_and_its_schema_refuses_bad_values() {
+    let report = render::helm_lint(&chart(), &json!({})).unwrap_or_else(|e| panic!("{e:#}"));
+    let bad: Vec<&Value> = report["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["severity"].as_i64().unwrap_or(0) >= 2)
+        .collect();
+    assert!(bad.is_empty(), "helm lint: {bad:?}");
+    for values in [
+        json!({"webhook": {"replicas": "two"}}),
+        json!({"webhook": {"failurePolicy": "Sometimes"}}),
+        json!({"webhook": {"timeoutSeconds": 60}}),
+        json!({"typoedKey": true}),
+    ] {
+        let refused = render::helm_script("schema", &chart(), &values);
+        assert!(refused.is_err(), "values.schema.json accepted {values}");
+    }
+    render::helm_script("schema", &chart(), &json!({"webhook": {"replicas": 3}}))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[test]
+fn chart_crd_is_the_manifest_crd() -> anyhow::Result<()> {
+    let in_chart = std::fs::read_to_string(chart().join("crds/bucketaccesses.yaml"))?;
+    let in_manifests = std::fs::read_to_string(repo_root().join("manifests/base/crd.yaml"))?;
+    let parse = |t: &str| serde_yaml_ng::from_str::<Value>(t);
+    assert!(
+        parse(&in_chart)? == parse(&in_manifests)?,
+        "charts/storage-valet/crds/bucketaccesses.yaml differs from manifests/base/crd.yaml"
+    );
+    Ok(())
+}
