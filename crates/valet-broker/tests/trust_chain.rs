@@ -45,6 +45,7 @@ async fn wrong_issuer_string_in_discovery_fails_link_1() {
     let wrong = format!("{}/", c.issuer.url());
     c.issuer.set_discovery_issuer(&wrong);
     let report = c.run(&c.input(c.token())).await;
+    println!("{}", render(&report, OutputFormat::Table));
     expect(
         &report,
         Link::Issuer,

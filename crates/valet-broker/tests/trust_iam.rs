@@ -198,6 +198,10 @@ async fn provider_in_another_account_fails_links_4_and_5() {
     let foreign = ProviderRef::new("aws", CLUSTER_ACCOUNT, &c.issuer.url()).arn();
     c.create_role(c.trust_for(&foreign, &sub())).await;
     let report = c.run(&c.input(c.token())).await;
+    println!(
+        "{}",
+        valet_broker::trust::render(&report, valet_broker::trust::OutputFormat::Table)
+    );
     expect(
         &report,
         Link::Provider,
