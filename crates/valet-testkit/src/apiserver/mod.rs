@@ -1,14 +1,20 @@
 //! An in-process Kubernetes API server for tests, speaking the real JSON wire
 //! format over plain HTTP so the real kube-rs client works against it
-//! unchanged: list (selectors, pagination), watch (bookmarks, 410 Gone), get,
-//! create, replace, patch (merge, JSON, strategic-as-merge, apply-as-merge),
-//! delete (finalizers), `/status`, `serviceaccounts/{name}/token`, the
-//! metadata-only `PartialObjectMetadata` forms and discovery.
+//! unchanged: list (selectors, pagination), watch (bookmarks, streaming
+//! lists, 410 Gone), get, create, replace, patch (merge, JSON,
+//! strategic-as-merge, apply-as-merge), delete (finalizers), `/status`,
+//! `serviceaccounts/{name}/token`, the metadata-only `PartialObjectMetadata`
+//! forms, discovery, and opt-in mutating admission webhooks on CREATE.
 //!
 //! Objects are schemaless `serde_json::Value`s keyed by resource type,
 //! namespace and name, so any registered kind (and any CRD created through
-//! the API) is served. Not modelled: admission, RBAC, validation, garbage
-//! collection, managedFields, namespace existence.
+//! the API) is served. Not modelled: validating admission, RBAC, schema
+//! validation, garbage collection and namespace cascades, managedFields
+//! (apply is a merge: fields dropped from an applied object are not
+//! removed), namespace existence, dryRun (refused with 400).
+//!
+//! kube's client retries 429/503/504 by itself: inject 500 to make a request
+//! fail once.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

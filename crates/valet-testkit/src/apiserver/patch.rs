@@ -55,9 +55,20 @@ pub fn apply(kind: PatchKind, current: &Value, patch: &Value) -> Result<Value, A
         PatchKind::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut doc, &ops).map_err(|e| {
-                ApiError::invalid(format!("the JSON patch could not be applied: {e}"))
-            })?;
+            // One by one on a copy (so still all-or-nothing), because the
+            // real server's JSON patch library treats a missing path as null
+            // in a `test`: kube's finalizer helper relies on that.
+            for op in ops.0 {
+                if let json_patch::PatchOperation::Test(t) = &op
+                    && t.value.is_null()
+                    && doc.pointer(t.path.as_str()).is_none()
+                {
+                    continue;
+                }
+                json_patch::patch(&mut doc, &[op]).map_err(|e| {
+                    ApiError::invalid(format!("the JSON patch could not be applied: {e}"))
+                })?;
+            }
         }
     }
     Ok(doc)
@@ -88,6 +99,20 @@ mod tests {
         );
         let bad = json!([{"op": "test", "path": "/metadata/labels/a", "value": "0"}]);
         assert_eq!(apply(PatchKind::Json, &cur, &bad).unwrap_err().code, 422);
+        // As kube's finalizer helper sends it for an object without finalizers.
+        let add = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}
+        ]);
+        assert_eq!(
+            apply(PatchKind::Json, &cur, &add).unwrap()["metadata"]["finalizers"],
+            json!(["f"])
+        );
+        let stale = json!([{"op": "test", "path": "/metadata/labels/a", "value": null}]);
+        assert!(
+            apply(PatchKind::Json, &cur, &stale).is_err(),
+            "a present value is not null"
+        );
     }
 
     #[test]

@@ -141,9 +141,22 @@ impl ApiServer {
     /// The next request with this method whose path (with query) starts with
     /// `path_prefix` is answered with a `Status` of this HTTP code.
     pub fn fail_next(&self, method: &str, path_prefix: &str, status: u16) {
+        self.fail_times(method, path_prefix, status, 1);
+    }
+
+    /// As `fail_next`, for the next `times` matching requests.
+    pub fn fail_times(&self, method: &str, path_prefix: &str, status: u16, times: usize) {
         let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .unwrap_or(http::Method::GET);
-        self.shared.add_fault(method, path_prefix, status);
+        for _ in 0..times {
+            self.shared.add_fault(method.clone(), path_prefix, status);
+        }
+    }
+
+    /// Stops (or resumes) recording requests, e.g. for a 100k-object bench
+    /// where the log would only cost memory. On by default.
+    pub fn set_request_log(&self, on: bool) {
+        self.shared.set_request_log(on);
     }
 
     /// Watches currently streaming.

@@ -75,6 +75,7 @@ pub struct Shared {
     counts: [AtomicU64; 7],
     pub watches: AtomicUsize,
     admission: AtomicBool,
+    log_requests: AtomicBool,
     admission_calls: AtomicU64,
     services: Mutex<HashMap<(String, String), SocketAddr>>,
     pub token_issuer: RwLock<Option<Arc<TokenIssuer>>>,
@@ -100,6 +101,7 @@ impl Shared {
             counts: Default::default(),
             watches: AtomicUsize::new(0),
             admission: AtomicBool::new(false),
+            log_requests: AtomicBool::new(true),
             admission_calls: AtomicU64::new(0),
             services: Mutex::new(HashMap::new()),
             token_issuer: RwLock::new(None),
@@ -113,7 +115,13 @@ impl Shared {
     }
 
     pub fn record(&self, req: RecordedRequest) {
-        lock(&self.requests).push(req);
+        if self.log_requests.load(Ordering::Relaxed) {
+            lock(&self.requests).push(req);
+        }
+    }
+
+    pub fn set_request_log(&self, on: bool) {
+        self.log_requests.store(on, Ordering::Relaxed);
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {

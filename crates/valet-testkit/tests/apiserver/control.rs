@@ -33,6 +33,12 @@ async fn set_down_fails_requests_then_recovers() -> anyhow::Result<()> {
     let (code, reason) = api_status(api.get("kept").await.unwrap_err());
     assert_eq!((code, reason.as_str()), (500, "InternalError"));
     api.get("kept").await?;
+
+    // Faults match by method and path prefix, and are used up in order.
+    server.fail_times("get", "/api/v1/namespaces/d/", 500, 2);
+    assert!(api.list(&ListParams::default()).await.is_err());
+    assert!(api.get("kept").await.is_err());
+    api.get("kept").await?;
     Ok(())
 }
 

@@ -310,3 +310,46 @@ async fn unknown_resources_and_bad_requests_are_status_errors() -> anyhow::Resul
     assert_eq!((code, reason.as_str()), (410, "Expired"));
     Ok(())
 }
+
+#[tokio::test]
+async fn kube_finalizer_helper_adds_runs_cleanup_and_releases() -> anyhow::Result<()> {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{Event as Fin, finalizer};
+    use std::sync::Arc;
+
+    const NAME: &str = "storage-valet.dev/cleanup";
+    let server = ApiServer::start().await;
+    let api: Api<ServiceAccount> = Api::namespaced(server.client(), "fz");
+    api.create(&PostParams::default(), &sa("fz", "x")).await?;
+
+    let step = |obj: ServiceAccount| {
+        let api = api.clone();
+        async move {
+            finalizer(&api, NAME, Arc::new(obj), |ev| async move {
+                Ok::<_, std::io::Error>(match ev {
+                    Fin::Apply(_) => Action::await_change(),
+                    Fin::Cleanup(_) => Action::await_change(),
+                })
+            })
+            .await
+        }
+    };
+    // First pass: the helper adds its finalizer with a JSON patch that tests
+    // the absent list against null.
+    step(api.get("x").await?).await?;
+    assert_eq!(
+        api.get("x").await?.metadata.finalizers,
+        Some(vec![NAME.to_string()])
+    );
+    step(api.get("x").await?).await?;
+
+    api.delete("x", &DeleteParams::default()).await?;
+    let deleting = api.get("x").await?;
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    step(deleting).await?;
+    assert!(
+        api.get_opt("x").await?.is_none(),
+        "released once cleanup ran"
+    );
+    Ok(())
+}

@@ -177,6 +177,11 @@ async fn serves_100k_service_accounts_to_a_paginated_metadata_watcher() -> anyho
     let all: Api<ServiceAccount> = Api::all(server.client());
     let full = all.list(&ListParams::default()).await?;
     assert_eq!(full.items.len(), N);
+    assert!(server.requests().len() > N / 500, "every page was logged");
+    server.set_request_log(false);
+    server.clear_requests();
+    all.list(&ListParams::default().limit(1)).await?;
+    assert!(server.requests().is_empty(), "logging was turned off");
     Ok(())
 }
 
