@@ -63,7 +63,7 @@ pub struct CertsArgs {
     pub renew_before: u32,
 
     /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
-    #[arg(long, env = "KUBECONFIG")]
+    #[arg(long, env = "VALET_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 }
 

@@ -137,14 +137,15 @@ fn the_dockerfile_builds_with_the_readme_command() -> anyhow::Result<()> {
     let dockerfile_text = std::fs::read_to_string(root.join("Dockerfile"))?;
     let dockerfile = build_commands(&dockerfile_text);
     assert_eq!(
-        readme.len(),
+        dockerfile.len(),
         1,
-        "README must show one build command, shows {readme:?}"
+        "one build in the Dockerfile: {dockerfile:?}"
     );
-    assert!(readme[0].contains("--locked"), "{}", readme[0]);
-    assert_eq!(
-        dockerfile, readme,
-        "the Dockerfile must build with the README's command"
+    assert!(dockerfile[0].contains("--locked"), "{}", dockerfile[0]);
+    assert!(
+        readme.contains(&dockerfile[0]),
+        "the Dockerfile builds with {:?}, the README shows {readme:?}",
+        dockerfile[0]
     );
     // The final stage runs as the UID the manifests ask for, with no shell.
     let last_stage = dockerfile_text.rsplit("\nFROM ").next().unwrap_or("");
