@@ -87,7 +87,7 @@ pub struct BucketGrant {
     pub alias: Option<String>,
     /// Key prefix the grant is limited to, e.g. `team-a/`; no wildcards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1024), regex(pattern = r"^[^/*?$][^*?$]*$"))]
+    #[schemars(length(max = 1024), regex(pattern = r"^([^/*?$][^*?$]*)?$"))]
     pub prefix: Option<String>,
     /// read, write or readwrite.
     pub access: Access,

@@ -2,12 +2,10 @@
 //! check trust, plan and apply the role, annotate the ServiceAccount,
 //! write status and Events. Deletion runs behind a finalizer.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, finalizer};
@@ -161,7 +159,7 @@ async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
         ),
     );
     let ready = if trust.ok {
-        annotate_service_account(ba, ctx, &spec, &role).await?;
+        crate::sa::annotate_service_account(ba, ctx, &spec, &role).await?;
         Cond::new(
             READY,
             Some(true),
@@ -247,59 +245,6 @@ async fn provision_role(
     Ok(())
 }
 
-async fn annotate_service_account(
-    ba: &BucketAccess,
-    ctx: &Ctx,
-    spec: &ValidSpec,
-    role: &DesiredRole,
-) -> Result<(), Error> {
-    let ns = &role.namespace;
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    let region = ctx.cfg.bucket_region(&role.account);
-    let want = service_account_annotations(
-        &ctx.cfg.annotation_prefix,
-        &role.arn,
-        spec,
-        region,
-        &role.bucket_access,
-    );
-    let Some(sa) = api.get_opt(&spec.service_account).await? else {
-        let mut sa = ServiceAccount::default();
-        sa.metadata.name = Some(spec.service_account.clone());
-        let mut anns: BTreeMap<String, String> = want
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect();
-        anns.insert(ANN_CREATED_BY.into(), role.bucket_access.clone());
-        sa.metadata.annotations = Some(anns);
-        api.create(&PostParams::default(), &sa).await?;
-        let note = format!(
-            "created ServiceAccount {ns}/{} for role {}",
-            spec.service_account, role.arn
-        );
-        event(ctx, ba, EventType::Normal, "ServiceAccountCreated", note).await;
-        return Ok(());
-    };
-    let changes = annotation_changes(&sa.annotations().clone(), &want);
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let patch = json!({"metadata": {"annotations": changes}});
-    api.patch(
-        &spec.service_account,
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    let keys: Vec<&String> = changes.keys().collect();
-    let note = format!(
-        "annotated ServiceAccount {ns}/{}: {keys:?}",
-        spec.service_account
-    );
-    event(ctx, ba, EventType::Normal, "ServiceAccountAnnotated", note).await;
-    Ok(())
-}
-
 /// Writes status when it differs; publishes a Warning event when a failing
 /// condition is new (not on every retry).
 async fn publish_status(
@@ -341,7 +286,13 @@ async fn publish_status(
 }
 
 /// Events are best effort: a failed Event must not fail the reconcile.
-async fn event(ctx: &Ctx, ba: &BucketAccess, type_: EventType, reason: &str, note: String) {
+pub(crate) async fn event(
+    ctx: &Ctx,
+    ba: &BucketAccess,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let ev = Event {
         type_,
         reason: reason.to_string(),
@@ -371,7 +322,7 @@ async fn cleanup(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
             event(ctx, ba, EventType::Warning, "CleanupSkipped", note).await;
         }
     }
-    release_service_account(ba, ctx, &ns, &name).await?;
+    crate::sa::release_service_account(ba, ctx, &ns, &name).await?;
     Ok(Action::await_change())
 }
 
@@ -403,61 +354,5 @@ async fn remove_role(ba: &BucketAccess, ctx: &Ctx, role: &DesiredRole) -> Result
             return Err(Error::Retry(msg));
         }
     }
-    Ok(())
-}
-
-/// Removes the annotations this BucketAccess wrote; deletes the
-/// ServiceAccount if this BucketAccess created it.
-async fn release_service_account(
-    ba: &BucketAccess,
-    ctx: &Ctx,
-    ns: &str,
-    name: &str,
-) -> Result<(), Error> {
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(sa) = api.get_opt(&ba.spec.service_account_name).await? else {
-        return Ok(());
-    };
-    let anns = sa.annotations();
-    if anns.get(ANN_OWNER).map(String::as_str) != Some(name) {
-        return Ok(());
-    }
-    let sa_name = sa.name_any();
-    if anns.get(ANN_CREATED_BY).map(String::as_str) == Some(name) {
-        api.delete(&sa_name, &DeleteParams::default()).await?;
-        event(
-            ctx,
-            ba,
-            EventType::Normal,
-            "ServiceAccountDeleted",
-            format!("deleted ServiceAccount {ns}/{sa_name}"),
-        )
-        .await;
-        return Ok(());
-    }
-    let prefix = &ctx.cfg.annotation_prefix;
-    let ours = [
-        format!("{prefix}/{}", valet_core::consts::ANN_ROLE_ARN),
-        valet_core::consts::ANN_BUCKET.to_string(),
-        valet_core::consts::ANN_BUCKETS.to_string(),
-        valet_core::consts::ANN_BUCKET_REGION.to_string(),
-        ANN_OWNER.to_string(),
-    ];
-    let nulls: BTreeMap<&String, Option<String>> = ours
-        .iter()
-        .filter(|k| anns.contains_key(*k))
-        .map(|k| (k, None))
-        .collect();
-    let patch = json!({"metadata": {"annotations": nulls}});
-    api.patch(&sa_name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    event(
-        ctx,
-        ba,
-        EventType::Normal,
-        "ServiceAccountReleased",
-        format!("removed the broker's annotations from {ns}/{sa_name}"),
-    )
-    .await;
     Ok(())
 }

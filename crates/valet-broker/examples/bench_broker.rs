@@ -1,0 +1,271 @@
+//! bench/broker: reconcile N BucketAccess objects from nothing against moto,
+//! then once more in steady state. Prints wall time, IAM calls per object
+//! (reads and writes; writes must be 0 in steady state), Kubernetes writes,
+//! and peak RSS. The baseline, measured in the same run against the same
+//! moto, is the bare SDK doing only the IAM calls a pass cannot avoid
+//! (CreateRole + PutRolePolicy from nothing; GetRole + GetRolePolicy in
+//! steady state), sequentially on one connection pool, with the broker's
+//! concurrency.
+//!
+//! Usage: cargo run --release -p valet-broker --example bench_broker -- [N] [CONCURRENCY]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use futures::StreamExt;
+use kube::api::Api;
+use valet_broker::aws::{AwsClients, AwsConfig};
+use valet_broker::config::{BrokerConfig, BucketAccountConfig, RetrySettings};
+use valet_broker::controller::BrokerParts;
+use valet_broker::crd::{Access, BucketAccess, BucketAccessSpec, BucketGrant};
+use valet_broker::reconcile::{Ctx, reconcile};
+use valet_broker::trust::OidcHttp;
+use valet_testkit::apiserver::{ApiServer, ResourceDef};
+use valet_testkit::moto::Moto;
+use valet_testkit::oidc::OidcIssuer;
+
+const ACCOUNT: &str = "222222222222";
+const BASE_ACCOUNT: &str = "111111111111";
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
+    let concurrency: u16 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(8);
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let moto = Moto::start()?;
+    let api = ApiServer::start().await;
+    api.register(
+        ResourceDef::namespaced(
+            "storage-valet.dev",
+            "v1alpha1",
+            "BucketAccess",
+            "bucketaccesses",
+        )
+        .with_status(),
+    );
+    let oidc = OidcIssuer::start().await?;
+    oidc.attach(&api);
+
+    let mut cfg = BrokerConfig::new("bench", "eu-west-1");
+    cfg.oidc_issuer = Some(oidc.url());
+    cfg.default_bucket_account = Some(ACCOUNT.into());
+    cfg.create_oidc_provider = true;
+    cfg.concurrency = concurrency;
+    cfg.retry = RetrySettings::default();
+    cfg.endpoints.iam = Some(moto.endpoint());
+    cfg.endpoints.sts = Some(moto.endpoint());
+    cfg.bucket_accounts.insert(
+        ACCOUNT.into(),
+        BucketAccountConfig {
+            provisioning_role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/valet-provisioner")),
+            external_id: Some("bench".into()),
+            region: None,
+        },
+    );
+    let aws_cfg = AwsConfig {
+        region: Some("eu-west-1".into()),
+        iam_endpoint: Some(moto.endpoint()),
+        sts_endpoint: Some(moto.endpoint()),
+        credentials: Some(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDBENCH",
+            "s",
+            None,
+            None,
+            "bench",
+        ))),
+    };
+    let aws = AwsClients::load(&aws_cfg).await;
+    let http = OidcHttp::with_ca_pem(oidc.ca_pem().as_bytes(), "bench CA")?;
+    let parts = BrokerParts::new(cfg, oidc.url(), aws.clone(), http);
+    let ctx = parts.context(api.client(), Some("bench".into()));
+
+    for i in 0..n {
+        let ns = format!("team-{}", i % 50);
+        let mut ba = BucketAccess::new(
+            &format!("access-{i}"),
+            BucketAccessSpec {
+                service_account_name: format!("app-{i}"),
+                bucket_account: None,
+                buckets: vec![
+                    grant(
+                        "acme-media",
+                        "media",
+                        Some(format!("{ns}/app-{i}/")),
+                        Access::Read,
+                    ),
+                    grant("acme-uploads", "uploads", None, Access::Write),
+                ],
+            },
+        );
+        ba.metadata.namespace = Some(ns);
+        api.insert(&ba)
+            .map_err(|e| anyhow::anyhow!("insert: {e:?}"))?;
+    }
+    println!(
+        "bench/broker: {n} BucketAccess objects, concurrency {concurrency}, moto at {}",
+        moto.endpoint()
+    );
+
+    let first = pass(&api, &ctx, n, concurrency, "from nothing").await?;
+    let steady = pass(&api, &ctx, n, concurrency, "steady state").await?;
+    if steady.1 != 0 {
+        bail!("steady state made {} IAM writes (must be 0)", steady.1);
+    }
+
+    // Baseline in the same run: the bare SDK making only the unavoidable calls.
+    let baseline_iam = aws_sdk_iam::Client::from_conf(
+        aws.assume_checked(
+            &format!("arn:aws:iam::{BASE_ACCOUNT}:role/p"),
+            None,
+            "bench",
+        )
+        .await?
+        .iam_config()
+        .build(),
+    );
+    let create = baseline(&baseline_iam, n, concurrency, true).await?;
+    let read = baseline(&baseline_iam, n, concurrency, false).await?;
+    println!(
+        "from nothing: broker {:.2}s vs bare SDK CreateRole+PutRolePolicy {:.2}s: ratio {:.2}",
+        first.0.as_secs_f64(),
+        create.as_secs_f64(),
+        first.0.as_secs_f64() / create.as_secs_f64()
+    );
+    println!(
+        "steady state: broker {:.2}s vs bare SDK GetRole+GetRolePolicy {:.2}s: ratio {:.2}",
+        steady.0.as_secs_f64(),
+        read.as_secs_f64(),
+        steady.0.as_secs_f64() / read.as_secs_f64()
+    );
+    println!(
+        "peak RSS of the broker process: {} MiB",
+        peak_rss_kib()? / 1024
+    );
+    Ok(())
+}
+
+fn grant(name: &str, alias: &str, prefix: Option<String>, access: Access) -> BucketGrant {
+    BucketGrant {
+        name: name.into(),
+        alias: Some(alias.into()),
+        prefix,
+        access,
+    }
+}
+
+/// One reconcile of every object, `concurrency` at a time (the controller's bound).
+/// Returns wall time and IAM writes.
+async fn pass(
+    api: &ApiServer,
+    ctx: &Arc<Ctx>,
+    n: usize,
+    concurrency: u16,
+    label: &str,
+) -> anyhow::Result<(Duration, u64)> {
+    let bas: Api<BucketAccess> = Api::all(ctx.client.clone());
+    let objects = bas.list(&Default::default()).await?.items;
+    let probe = ctx.accounts.probe().clone();
+    let before = probe.counts();
+    let kube_before = api.write_count();
+    let start = Instant::now();
+    let results: Vec<_> = futures::stream::iter(objects)
+        .map(|ba| reconcile(Arc::new(ba), ctx.clone()))
+        .buffer_unordered(usize::from(concurrency))
+        .collect()
+        .await;
+    let wall = start.elapsed();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let delta = probe.counts().since(&before);
+    let ready = bas
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter(|b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .count();
+    let per = |x: u64| x as f64 / n as f64;
+    println!(
+        "{label}: {:.2}s wall, {:.1} objects/s; IAM calls/object {:.2} (reads {:.2}, writes {:.2}), HTTP attempts/object {:.2}; \
+         Kubernetes writes/object {:.2}; Ready {ready}/{n}; errors {failed}",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        per(delta.total()),
+        per(delta.reads()),
+        per(delta.writes()),
+        per(delta.attempts),
+        per(api.write_count() - kube_before),
+    );
+    println!("  IAM operations: {:?}", delta.ops);
+    if ready != n {
+        bail!("{label}: only {ready} of {n} objects are Ready");
+    }
+    Ok((wall, delta.writes()))
+}
+
+async fn baseline(
+    iam: &aws_sdk_iam::Client,
+    n: usize,
+    concurrency: u16,
+    create: bool,
+) -> anyhow::Result<Duration> {
+    let trust = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::111111111111:oidc-provider/x"},"Action":"sts:AssumeRoleWithWebIdentity"}}"#;
+    let policy = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#;
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            let name = format!("baseline-{i}");
+            if create {
+                iam.create_role()
+                    .role_name(&name)
+                    .path("/b/")
+                    .assume_role_policy_document(trust)
+                    .send()
+                    .await?;
+                iam.put_role_policy()
+                    .role_name(&name)
+                    .policy_name("p")
+                    .policy_document(policy)
+                    .send()
+                    .await?;
+            } else {
+                iam.get_role().role_name(&name).send().await?;
+                iam.get_role_policy()
+                    .role_name(&name)
+                    .policy_name("p")
+                    .send()
+                    .await?;
+            }
+            Ok(())
+        })
+        .buffer_unordered(usize::from(concurrency))
+        .collect()
+        .await;
+    for r in results {
+        r.context("baseline IAM call")?;
+    }
+    Ok(start.elapsed())
+}
+
+fn peak_rss_kib() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM in /proc/self/status")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?)
+}
