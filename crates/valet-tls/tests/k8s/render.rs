@@ -93,7 +93,17 @@ pub fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Renders the chart with the real Helm v4 SDK (python `helm_python`,
 /// from the `helm-python-sdk` package) through tests/render_chart.py.
 pub fn helm(chart: &Path, values: &Value) -> anyhow::Result<Vec<Value>> {
-    let out = helm_script("render", chart, values)?;
+    helm_as(chart, values, "storage-valet", "storage-valet")
+}
+
+/// Renders as release `release` in `namespace`.
+pub fn helm_as(
+    chart: &Path,
+    values: &Value,
+    release: &str,
+    namespace: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let out = helm_script_with("render", chart, values, &[release, namespace])?;
     let rendered: Value =
         serde_json::from_str(&out).context("render_chart.py output is not JSON")?;
     let mut docs = Vec::new();
@@ -129,12 +139,22 @@ pub fn helm_lint(chart: &Path, values: &Value) -> anyhow::Result<Value> {
 }
 
 pub fn helm_script(mode: &str, chart: &Path, values: &Value) -> anyhow::Result<String> {
+    helm_script_with(mode, chart, values, &[])
+}
+
+fn helm_script_with(
+    mode: &str,
+    chart: &Path,
+    values: &Value,
+    extra: &[&str],
+) -> anyhow::Result<String> {
     let script = super::repo_root().join("tests/render_chart.py");
     let out = Command::new("python3")
         .arg(&script)
         .arg(mode)
         .arg(chart)
         .arg(values.to_string())
+        .args(extra)
         .output()
         .context("python3 must be installed to render the Helm chart")?;
     if !out.status.success() {
