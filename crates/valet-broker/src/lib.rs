@@ -19,6 +19,7 @@ pub mod naming;
 pub mod policy;
 pub mod provision;
 pub mod reconcile;
+pub mod retire;
 pub mod sa;
 pub mod status;
 pub mod trust;

@@ -158,6 +158,7 @@ async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
             role.arn, spec.service_account
         ),
     );
+    crate::retire::retire_previous_role(ba, ctx, &role).await?;
     let ready = if trust.ok {
         crate::sa::annotate_service_account(ba, ctx, &spec, &role).await?;
         Cond::new(
@@ -322,7 +323,7 @@ async fn cleanup(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
             event(ctx, ba, EventType::Warning, "CleanupSkipped", note).await;
         }
     }
-    crate::sa::release_service_account(ba, ctx, &ns, &name).await?;
+    crate::sa::release_service_account(ba, ctx, &ns, &name, &ba.spec.service_account_name).await?;
     Ok(Action::await_change())
 }
 

@@ -75,9 +75,10 @@ pub(crate) async fn release_service_account(
     ctx: &Ctx,
     ns: &str,
     name: &str,
+    service_account: &str,
 ) -> Result<(), Error> {
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(sa) = api.get_opt(&ba.spec.service_account_name).await? else {
+    let Some(sa) = api.get_opt(service_account).await? else {
         return Ok(());
     };
     let anns = sa.annotations();

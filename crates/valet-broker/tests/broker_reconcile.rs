@@ -497,3 +497,50 @@ async fn invalid_specs_become_a_condition_without_any_aws_call() {
             .contains(&"InvalidSpec".into())
     );
 }
+
+#[tokio::test]
+async fn moving_to_another_service_account_retires_the_previous_role() {
+    let env = Env::new("rec-move").await;
+    env.create(
+        "app",
+        spec(
+            "old-sa",
+            vec![grant("acme-media", None, None, Access::Read)],
+        ),
+    )
+    .await;
+    let old = env.settle("app").await.status.unwrap().role_arn.unwrap();
+    let patch = serde_json::json!({"spec": {"serviceAccountName": "new-sa"}});
+    env.bas()
+        .patch("app", &Default::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let ba = env.settle("app").await;
+    let new = ba.status.clone().unwrap().role_arn.unwrap();
+    assert_ne!(old, new);
+    assert_eq!(condition(&ba, "Ready").status, "True");
+    let iam = env.iam().await;
+    assert!(
+        iam.get_role(old.rsplit('/').next().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "previous role deleted"
+    );
+    assert!(
+        iam.get_role(new.rsplit('/').next().unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        env.sas().get_opt("old-sa").await.unwrap().is_none(),
+        "the broker's old ServiceAccount is gone"
+    );
+    let anns = annotations(&env.sas().get("new-sa").await.unwrap());
+    assert_eq!(anns.get("eks.amazonaws.com/role-arn"), Some(&new));
+    assert!(
+        env.event_reasons("app")
+            .contains(&"PreviousRoleDeleted".into())
+    );
+}
