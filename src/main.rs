@@ -23,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The HTTPS admission webhook (drop-in for amazon-eks-pod-identity-webhook).
+    Webhook(Box<valet_webhook::WebhookArgs>),
     /// Offline dry run of the webhook: the mutation of a pod by its ServiceAccount.
     Mutate(cmd::mutate::MutateArgs),
     /// OIDC trust diagnosis: PASS/WARN/FAIL per link, with the fix.
@@ -44,6 +46,10 @@ fn main() -> ExitCode {
     // One crypto provider for rustls, kube and the AWS SDK, installed first.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let result = match cli.command {
+        Command::Webhook(args) => cmd::block_on(async {
+            valet_webhook::run(*args).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Mutate(args) => cmd::mutate::run(args),
         Command::Trust(TrustCommand::Check(args)) => {
             cmd::block_on(async { Ok(valet_broker::cli_trust::run(args).await?) })

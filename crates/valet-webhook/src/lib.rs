@@ -1,1 +1,232 @@
-//! valet-webhook (being written).
+//! `valet webhook`: the HTTPS admission server.
+//!
+//! - [`handler`]: decode, look up, call `valet_core::admission::admit`, encode
+//! - [`cache`]: metadata-only ServiceAccount watch, parsed annotations only
+//! - [`server`]: TLS + HTTP/1.1 + HTTP/2 serving with graceful shutdown
+//! - [`metrics`]: the Prometheus metrics
+//! - [`args`]: the peer's flags
+
+pub mod args;
+pub mod cache;
+pub mod handler;
+pub mod metrics;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+pub use args::WebhookArgs;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use valet_core::settings::{ContainerCredentialsIdentities, Settings};
+
+use crate::cache::SaCache;
+use crate::handler::AppState;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("serving certificate: {0}")]
+    Tls(#[from] valet_tls::TlsError),
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Kube(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("container credentials config {path}: {message}")]
+    ContainerCredentials { path: PathBuf, message: String },
+}
+
+/// Runs the webhook until SIGTERM/SIGINT (a second signal exits at once).
+pub async fn run(args: WebhookArgs) -> Result<(), Error> {
+    for note in args.peer.notes() {
+        info!(note = %note, "peer flag");
+    }
+    let settings = Settings::from(&args.mutation);
+    let metrics = Arc::new(Metrics::new());
+
+    let resolver = valet_tls::ReloadingResolver::from_files(&args.tls_cert, &args.tls_key)?;
+    let _cert_watch = resolver.spawn_watcher(valet_tls::DEFAULT_RECHECK_INTERVAL)?;
+    let tls = Arc::new(valet_tls::server_config(resolver.clone())?);
+
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let cache = SaCache::new(Some(client), settings.keys.clone(), metrics.clone());
+    tokio::spawn(cache.clone().run_watch());
+
+    let cc_path = PathBuf::from(&args.mutation.watch_container_credentials_config);
+    let identities = if cc_path.as_os_str().is_empty() {
+        ContainerCredentialsIdentities::default()
+    } else {
+        read_identities(&cc_path)?
+    };
+    let state = Arc::new(AppState {
+        settings,
+        cache,
+        container_credentials: ArcSwap::from_pointee(identities),
+        grace: args.service_account_lookup_grace_period,
+        on_lookup_failure: args.on_lookup_failure,
+        metrics: metrics.clone(),
+        cert_loaded: true.into(),
+    });
+    let shutdown = CancellationToken::new();
+    if !cc_path.as_os_str().is_empty() {
+        tokio::spawn(watch_identities(cc_path, state.clone(), shutdown.clone()));
+    }
+    {
+        let (metrics, resolver) = (metrics.clone(), resolver.clone());
+        tokio::spawn(async move {
+            loop {
+                metrics
+                    .cert_expiry_seconds
+                    .set(resolver.seconds_until_expiry());
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        });
+    }
+    tokio::spawn(signals(shutdown.clone()));
+
+    let app = router(state.clone());
+    let addr = SocketAddr::new(args.bind_address, args.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })?;
+    let metrics_addr = SocketAddr::new(args.bind_address, args.metrics_port);
+    let metrics_listener =
+        TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: metrics_addr,
+                source,
+            })?;
+    info!(%addr, %metrics_addr, "listening");
+
+    let metrics_app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.encode(),
+                )
+            }
+        }),
+    );
+    let metrics_shutdown = shutdown.clone();
+    let metrics_server = tokio::spawn(async move {
+        let _ = axum::serve(metrics_listener, metrics_app)
+            .with_graceful_shutdown(async move { metrics_shutdown.cancelled().await })
+            .await;
+    });
+    server::serve_tls(listener, tls, app, shutdown, args.shutdown_timeout).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), metrics_server).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// The HTTPS routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/mutate", post(handler::mutate))
+        .route("/healthz", get(handler::healthz))
+        .route("/readyz", get(handler::readyz))
+        .layer(DefaultBodyLimit::max(handler::MAX_BODY))
+        .with_state(state)
+}
+
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|source| Error::Kubeconfig {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Kube(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+}
+
+fn read_identities(path: &std::path::Path) -> Result<ContainerCredentialsIdentities, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::ContainerCredentials {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    ContainerCredentialsIdentities::parse(&bytes).map_err(|e| Error::ContainerCredentials {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Re-reads the container-credentials file when its content changes.
+/// Polling the content (not a file watch) survives the kubelet's `..data`
+/// symlink swap in ConfigMap volumes, which leaves file watches stale.
+async fn watch_identities(path: PathBuf, state: Arc<AppState>, shutdown: CancellationToken) {
+    let mut last = tokio::fs::read(&path).await.ok();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let Ok(bytes) = tokio::fs::read(&path).await else {
+            continue;
+        };
+        if last.as_deref() == Some(bytes.as_slice()) {
+            continue;
+        }
+        match ContainerCredentialsIdentities::parse(&bytes) {
+            Ok(ids) => {
+                info!(path = %path.display(), identities = ids.len(), "container credentials config reloaded");
+                state.container_credentials.store(Arc::new(ids));
+            }
+            Err(error) => {
+                warn!(path = %path.display(), %error, "container credentials config refused; keeping the previous one")
+            }
+        }
+        last = Some(bytes);
+    }
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    info!("signal received: shutting down gracefully (send again to exit now)");
+    shutdown.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    warn!("second signal: exiting now");
+    std::process::exit(1);
+}

@@ -1,0 +1,174 @@
+//! `valet webhook` flags: amazon-eks-pod-identity-webhook's names and
+//! defaults, so a deployment of the peer keeps its arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use valet_core::admission::LookupFailure;
+use valet_core::settings::{MutationFlags, parse_go_bool};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct WebhookArgs {
+    /// HTTPS port of the admission endpoint.
+    #[arg(long, env = "VALET_PORT", default_value_t = 443)]
+    pub port: u16,
+    /// Plain-HTTP port of `/metrics`.
+    #[arg(long, env = "VALET_METRICS_PORT", default_value_t = 9999)]
+    pub metrics_port: u16,
+    /// Address to bind both ports to.
+    #[arg(long, env = "VALET_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+    /// Serving certificate (PEM); reloaded when it changes.
+    #[arg(
+        long,
+        env = "VALET_TLS_CERT",
+        default_value = "/etc/webhook/certs/tls.crt"
+    )]
+    pub tls_cert: PathBuf,
+    /// Serving key (PEM); reloaded when it changes.
+    #[arg(
+        long,
+        env = "VALET_TLS_KEY",
+        default_value = "/etc/webhook/certs/tls.key"
+    )]
+    pub tls_key: PathBuf,
+    /// Kubeconfig; in-cluster configuration when absent.
+    #[arg(long, env = "VALET_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long a pod waits for its ServiceAccount to reach the cache before
+    /// one direct GET (Go duration: 100ms, 1s, 0 to disable the wait).
+    #[arg(long, env = "VALET_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD", default_value = "100ms", value_parser = parse_go_duration)]
+    pub service_account_lookup_grace_period: Duration,
+    /// When the ServiceAccount cannot be read at all: admit the pod unmutated
+    /// with a warning (allow, the peer's behaviour) or refuse it so that its
+    /// controller retries (deny).
+    #[arg(
+        long,
+        env = "VALET_ON_LOOKUP_FAILURE",
+        value_enum,
+        default_value = "allow"
+    )]
+    pub on_lookup_failure: LookupFailure,
+    /// How long graceful shutdown waits for requests in flight.
+    #[arg(long, env = "VALET_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_go_duration)]
+    pub shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub mutation: MutationFlags,
+    #[command(flatten)]
+    pub peer: PeerCompatFlags,
+}
+
+/// Flags of the peer that valet accepts so that a deployment keeps its
+/// arguments, but does not need: it logs what it does instead.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct PeerCompatFlags {
+    /// Peer: certificates from the CSR API. valet serves --tls-cert/--tls-key (see `valet certs`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
+    pub in_cluster: Option<bool>,
+    #[arg(long, hide = true)]
+    pub kube_api: Option<String>,
+    #[arg(long, hide = true)]
+    pub namespace: Option<String>,
+    #[arg(long, hide = true)]
+    pub service_name: Option<String>,
+    #[arg(long, hide = true)]
+    pub tls_secret: Option<String>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
+    pub watch_config_map: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
+    pub compose_role_arn: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
+    pub enable_debugging_handlers: Option<bool>,
+    /// klog flags.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
+    pub logtostderr: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
+    pub alsologtostderr: Option<bool>,
+    #[arg(short = 'v', long = "v", hide = true)]
+    pub verbosity: Option<u8>,
+}
+
+impl PeerCompatFlags {
+    /// One line per accepted-but-unused peer flag, for the start-up log.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.in_cluster == Some(true) {
+            notes.push("--in-cluster: valet does not use the CSR API; it serves --tls-cert/--tls-key (create them with `valet certs`)".into());
+        }
+        if self.watch_config_map == Some(true) {
+            notes
+                .push("--watch-config-map: not supported; annotate ServiceAccounts instead".into());
+        }
+        if self.compose_role_arn == Some(true) {
+            notes.push(
+                "--compose-role-arn: not supported; role-arn annotations must be full ARNs".into(),
+            );
+        }
+        for (flag, set) in [
+            ("--kube-api", self.kube_api.is_some()),
+            ("--namespace", self.namespace.is_some()),
+            ("--service-name", self.service_name.is_some()),
+            ("--tls-secret", self.tls_secret.is_some()),
+            ("--v", self.verbosity.is_some()),
+        ] {
+            if set {
+                notes.push(format!(
+                    "{flag}: accepted for compatibility and ignored (log level: RUST_LOG)"
+                ));
+            }
+        }
+        notes
+    }
+}
+
+/// Go's `time.ParseDuration` for the forms deployments use: `100ms`, `1s`,
+/// `1m30s`, `2h`, `1.5s`, `0`.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 100ms, 1s, 1m30s)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_go_duration("10").is_err());
+        assert!(parse_go_duration("fast").is_err());
+        assert!(parse_go_duration("").is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! The admission handler: decode, look the ServiceAccount up, call the pure
+//! core, encode. Nothing here decides what a pod gets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tracing::{info, warn};
+use valet_core::admission::{self, LookupFailure, SaLookup, Verdict};
+use valet_core::settings::{ContainerCredentialsIdentities, Settings};
+
+use crate::cache::{Lookup, SaCache};
+use crate::metrics::{Metrics, OutcomeLabels};
+
+/// Largest AdmissionReview accepted (the API server's own request limit is
+/// 3 MiB; a bigger body is not a real review).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub cache: Arc<SaCache>,
+    pub container_credentials: ArcSwap<ContainerCredentialsIdentities>,
+    pub grace: Duration,
+    pub on_lookup_failure: LookupFailure,
+    pub metrics: Arc<Metrics>,
+    /// True once a certificate is loaded (set at start-up).
+    pub cert_loaded: std::sync::atomic::AtomicBool,
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub async fn mutate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        state
+            .metrics
+            .requests
+            .get_or_create(&OutcomeLabels { outcome: "error" })
+            .inc();
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type is {content_type:?}; expected application/json"),
+        );
+    }
+    let req = match admission::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            state
+                .metrics
+                .requests
+                .get_or_create(&OutcomeLabels { outcome: "error" })
+                .inc();
+            warn!(error = %e, "bad admission request");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let identity = admission::pod_service_account(&req).filter(|_| admission::is_pod_create(&req));
+    let lookup = match identity {
+        Some((ns, sa)) => Some(state.cache.lookup(ns, sa, state.grace).await),
+        None => None,
+    };
+    let (ns, sa) = identity.unwrap_or(("", ""));
+    let uses_cc = identity.is_some() && state.container_credentials.load().contains(ns, sa);
+    let sa_lookup = match &lookup {
+        Some(Lookup::Found(cfg)) => SaLookup::Found(cfg),
+        Some(Lookup::Unavailable(why)) => SaLookup::Unavailable(why),
+        Some(Lookup::NotFound) | None => SaLookup::NotFound,
+    };
+    let (response, verdict) = admission::admit(
+        &req,
+        sa_lookup,
+        uses_cc,
+        &state.settings,
+        state.on_lookup_failure,
+        jitter(),
+    );
+    let outcome = verdict.metric_outcome();
+    state
+        .metrics
+        .requests
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+    state
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    if !matches!(verdict, Verdict::Ignored) {
+        let pod = req.object.as_ref().map(|p| p.display_name()).unwrap_or("");
+        info!(%ns, %pod, service_account = %sa, verdict = ?verdict, warnings = response.warnings.as_ref().map_or(0, Vec::len), "admission");
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        admission::encode(response),
+    )
+        .into_response()
+}
+
+/// A random draw for container-credentials token lifetimes (the peer's
+/// jitter); not security sensitive.
+fn jitter() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let cert = state.cert_loaded.load(std::sync::atomic::Ordering::Acquire);
+    let synced = state.cache.is_synced();
+    if cert && synced {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: certificate loaded={cert}, ServiceAccount cache synced={synced}"),
+        )
+            .into_response()
+    }
+}

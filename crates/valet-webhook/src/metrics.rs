@@ -1,0 +1,99 @@
+//! The webhook's metrics, registered once.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// mutated, skipped or error.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// found, not_found or error.
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    pub requests: Family<OutcomeLabels, Counter>,
+    pub duration: Histogram,
+    pub cache_size: Gauge,
+    pub cache_misses: Counter,
+    pub api_fallbacks: Family<FallbackLabels, Counter>,
+    pub cert_expiry_seconds: Gauge<f64, AtomicU64>,
+    pub registry: Registry,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        // 100 µs .. ~3 s: admission latency budgets are a few seconds at most.
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.0001, 2.0, 16,
+        ));
+        let cache_size = Gauge::default();
+        let cache_misses = Counter::default();
+        let api_fallbacks = Family::<FallbackLabels, Counter>::default();
+        let cert_expiry_seconds = Gauge::<f64, AtomicU64>::default();
+        let mut registry = Registry::with_prefix("storage_valet");
+        registry.register(
+            "admission_requests",
+            "Admission reviews answered, by outcome (mutated, skipped, error)",
+            requests.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer one admission review",
+            duration.clone(),
+        );
+        registry.register(
+            "serviceaccount_cache_size",
+            "ServiceAccounts in the cache",
+            cache_size.clone(),
+        );
+        registry.register(
+            "serviceaccount_cache_misses",
+            "Pods whose ServiceAccount was not in the cache when they arrived",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "serviceaccount_api_fallbacks",
+            "Direct ServiceAccount GETs after the grace period, by result",
+            api_fallbacks.clone(),
+        );
+        registry.register(
+            "tls_certificate_expiry_seconds",
+            "Seconds until the serving certificate expires",
+            cert_expiry_seconds.clone(),
+        );
+        Metrics {
+            requests,
+            duration,
+            cache_size,
+            cache_misses,
+            api_fallbacks,
+            cert_expiry_seconds,
+            registry,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
