@@ -87,6 +87,9 @@ pub struct RunArgs {
     pub concurrency: Option<u16>,
     #[arg(long, env = "VALET_RESYNC_SECONDS")]
     pub resync_seconds: Option<u64>,
+    /// Plain-HTTP admin port: /healthz, /readyz, /metrics.
+    #[arg(long, env = "VALET_METRICS_PORT", default_value_t = 9090)]
+    pub metrics_port: u16,
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +125,8 @@ pub enum CliError {
     Start(#[from] crate::controller::StartError),
     #[error(transparent)]
     Apply(#[from] crate::apply::ApplyError),
+    #[error("admin port: {0}")]
+    Admin(String),
     #[error("CRD YAML: {0}")]
     Yaml(#[from] serde_yaml_ng::Error),
 }
@@ -231,8 +236,24 @@ async fn run_controller(config: ConfigArgs, run: RunArgs) -> Result<ExitCode, Cl
         &identity,
         Duration::from_secs(run.lease_seconds.max(3)),
     );
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], run.metrics_port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Admin(format!("cannot listen on {addr}: {e}")))?;
+    let admin = tokio::spawn(crate::metrics::serve_admin(
+        listener,
+        parts.metrics.clone(),
+        async {
+            let _ = admin_stopped.await;
+        },
+    ));
     run_with_lease(ctx, lock, shutdown_signal()).await;
-    Ok(ExitCode::SUCCESS)
+    let _ = stop_admin.send(());
+    match admin.await {
+        Ok(Err(e)) => Err(CliError::Admin(e.to_string())),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn default_identity() -> String {

@@ -19,6 +19,7 @@ use crate::config::BrokerConfig;
 use crate::crd::BucketAccess;
 use crate::iam::IamProbe;
 use crate::lease::LeaseLock;
+use crate::metrics::Metrics;
 use crate::reconcile::{Ctx, error_policy, reconcile};
 use crate::status::ANN_OWNER;
 use crate::trust::OidcHttp;
@@ -42,6 +43,7 @@ pub struct BrokerParts {
     pub issuer: String,
     pub accounts: Arc<Accounts>,
     pub trust: Arc<TrustGate>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl BrokerParts {
@@ -81,16 +83,15 @@ impl BrokerParts {
             cfg.create_oidc_provider,
             ttl,
         ));
-        let accounts = Arc::new(Accounts::new(
-            aws,
-            cfg.clone(),
-            Arc::new(IamProbe::default()),
-        ));
+        let probe = Arc::new(IamProbe::default());
+        let metrics = Arc::new(Metrics::new(probe.clone()));
+        let accounts = Arc::new(Accounts::new(aws, cfg.clone(), probe));
         BrokerParts {
             cfg,
             issuer,
             accounts,
             trust,
+            metrics,
         }
     }
 
@@ -105,6 +106,7 @@ impl BrokerParts {
             accounts: self.accounts.clone(),
             trust: self.trust.clone(),
             recorder: Recorder::new(client, reporter),
+            metrics: self.metrics.clone(),
         })
     }
 }
@@ -144,18 +146,23 @@ pub async fn run_with_lease(
             }
         }
         info!(identity = %lock.identity(), "leading: reconciling BucketAccess objects");
+        ctx.metrics.leader.set(1);
         let controller = run(ctx.clone());
         tokio::pin!(controller);
         let renew = keep_lease(&lock);
         tokio::pin!(renew);
         tokio::select! {
             _ = &mut shutdown => {
+                ctx.metrics.leader.set(0);
                 if let Err(error) = lock.release().await {
                     warn!(%error, "cannot release the lease");
                 }
                 return;
             }
-            _ = &mut renew => warn!(identity = %lock.identity(), "lost the lease: stopped reconciling"),
+            _ = &mut renew => {
+                ctx.metrics.leader.set(0);
+                warn!(identity = %lock.identity(), "lost the lease: stopped reconciling");
+            }
             _ = &mut controller => return,
         }
     }

@@ -15,6 +15,7 @@ pub mod crd;
 pub mod evaluate;
 pub mod iam;
 pub mod lease;
+pub mod metrics;
 pub mod naming;
 pub mod policy;
 pub mod provision;

@@ -31,6 +31,7 @@ pub struct Ctx {
     pub accounts: Arc<Accounts>,
     pub trust: Arc<TrustGate>,
     pub recorder: Recorder,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +46,25 @@ pub enum Error {
 
 /// Entry point for the controller.
 pub async fn reconcile(ba: Arc<BucketAccess>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_inner(ba, &ctx).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    let m = &ctx.metrics;
+    m.reconciles
+        .get_or_create(&crate::metrics::OutcomeLabels { outcome })
+        .inc();
+    m.reconcile_duration.observe(start.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(ba: Arc<BucketAccess>, ctx: &Ctx) -> Result<Action, Error> {
     let ns = ba.namespace().unwrap_or_default();
     let api: Api<BucketAccess> = Api::namespaced(ctx.client.clone(), &ns);
     let ba = ensure_first_finalizer(&api, ba).await?;
     finalizer(&api, FINALIZER, ba, |event| async {
         match event {
-            finalizer::Event::Apply(ba) => apply(&ba, &ctx).await,
-            finalizer::Event::Cleanup(ba) => cleanup(&ba, &ctx).await,
+            finalizer::Event::Apply(ba) => apply(&ba, ctx).await,
+            finalizer::Event::Cleanup(ba) => cleanup(&ba, ctx).await,
         }
     })
     .await

@@ -82,6 +82,45 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     );
     assert_eq!(holder(&env).await.as_deref(), Some("replica-a"));
 
+    // The admin port reports it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+    let admin = tokio::spawn(valet_broker::metrics::serve_admin(
+        listener,
+        parts_a.metrics.clone(),
+        async {
+            let _ = admin_stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "storage_valet_broker_leader 1",
+        "storage_valet_broker_reconciles_total{outcome=\"ok\"}",
+        "storage_valet_broker_iam_operations_total{operation=\"CreateRole\",kind=\"write\"} 1",
+        "storage_valet_broker_reconcile_duration_seconds_count",
+    ] {
+        assert!(text.contains(needle), "{needle} not in:\n{text}");
+    }
+    let _ = stop_admin.send(());
+    admin.await.unwrap().unwrap();
+
     // The leader stops and releases the Lease; the follower takes over.
     let _ = stop_a.send(());
     a.await.unwrap();

@@ -1,0 +1,139 @@
+//! The broker's metrics, registered once, and its admin port:
+//! `/healthz`, `/readyz` and `/metrics` on plain HTTP.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::iam::{IamProbe, is_write};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// ok or error.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub reconciles: Family<OutcomeLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    /// 1 while this replica holds the Lease.
+    pub leader: Gauge,
+    pub registry: Registry,
+}
+
+/// IAM operations read from the probe at scrape time.
+#[derive(Debug)]
+struct IamCollector(Arc<IamProbe>);
+
+impl Collector for IamCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.0.counts();
+        let mut family = encoder.encode_descriptor(
+            "iam_operations",
+            "IAM operations made by the broker, by operation and kind (read, write); retries not counted",
+            None,
+            MetricType::Counter,
+        )?;
+        for (op, n) in &counts.ops {
+            let kind = if is_write(op) { "write" } else { "read" };
+            let labels = [("operation", op.as_str()), ("kind", kind)];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        let attempts = ConstCounter::new(counts.attempts);
+        let attempt_encoder = encoder.encode_descriptor(
+            "iam_http_attempts",
+            "HTTP attempts to IAM, retries included",
+            None,
+            attempts.metric_type(),
+        )?;
+        attempts.encode(attempt_encoder)
+    }
+}
+
+impl Metrics {
+    pub fn new(probe: Arc<IamProbe>) -> Metrics {
+        let reconciles = Family::<OutcomeLabels, Counter>::default();
+        // 1 ms .. ~65 s: a reconcile is a handful of IAM and API calls, more with retries.
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        let leader = Gauge::default();
+        let mut registry = Registry::with_prefix("storage_valet_broker");
+        registry.register(
+            "reconciles",
+            "BucketAccess reconciles, by outcome (ok, error)",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time for one BucketAccess reconcile",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease",
+            leader.clone(),
+        );
+        registry.register_collector(Box::new(IamCollector(probe)));
+        Metrics {
+            reconciles,
+            reconcile_duration,
+            leader,
+            registry,
+        }
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Arc<Metrics>,
+}
+
+/// Serves the admin port until `shutdown`. Liveness and readiness are
+/// process-level: a follower is ready too (it is a warm standby).
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(scrape))
+        .with_state(AdminState { metrics });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn scrape(State(s): State<AdminState>) -> impl IntoResponse {
+    match s.metrics.encode() {
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
