@@ -32,6 +32,9 @@ struct Current {
     key: Arc<CertifiedKey>,
     info: CertInfo,
     source: Vec<u8>,
+    /// Stored with the pair so that a reader never sees a new pair with an
+    /// old generation or the reverse.
+    generation: u64,
 }
 
 /// What one reload attempt did.
@@ -49,10 +52,10 @@ pub struct ReloadingResolver {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: ArcSwap<Current>,
-    generation: AtomicU64,
     rejected: AtomicU64,
     /// The last refused contents, so that a broken pair is logged once and
-    /// not every re-check interval.
+    /// not every re-check interval. Held for a whole reload: reloads from the
+    /// watcher and from callers never interleave.
     last_rejected: Mutex<Option<Vec<u8>>>,
     /// Set while the files cannot be read, to log the failure once.
     read_failing: AtomicBool,
@@ -81,8 +84,12 @@ impl ReloadingResolver {
         Ok(Arc::new(Self {
             cert_path,
             key_path,
-            current: ArcSwap::from_pointee(Current { key, info, source }),
-            generation: AtomicU64::new(1),
+            current: ArcSwap::from_pointee(Current {
+                key,
+                info,
+                source,
+                generation: 1,
+            }),
             rejected: AtomicU64::new(0),
             last_rejected: Mutex::new(None),
             read_failing: AtomicBool::new(false),
@@ -115,7 +122,7 @@ impl ReloadingResolver {
 
     /// 1 for the initial pair, +1 per successful reload.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.current.load().generation
     }
 
     /// How many changed pairs were refused.
@@ -127,8 +134,8 @@ impl ReloadingResolver {
     pub fn reload(&self) -> ReloadOutcome {
         match self.try_reload() {
             Ok(true) => {
-                let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-                let info = self.cert_info();
+                let current = self.current.load();
+                let (generation, info) = (current.generation, &current.info);
                 info!(
                     cert = %self.cert_path.display(),
                     generation,
@@ -146,6 +153,10 @@ impl ReloadingResolver {
     }
 
     fn try_reload(&self) -> Result<bool, TlsError> {
+        let mut last_rejected = self
+            .last_rejected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Compare raw bytes first: a re-check every few seconds must not
         // re-parse keys when nothing changed.
         let mut source = match read_both(&self.cert_path, &self.key_path) {
@@ -160,13 +171,10 @@ impl ReloadingResolver {
                 return Err(error);
             }
         };
-        if source == self.current.load().source {
+        let previous = self.current.load_full();
+        if source == previous.source {
             return Ok(false);
         }
-        let mut last_rejected = self
-            .last_rejected
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if last_rejected.as_deref() == Some(source.as_slice()) {
             return Ok(false);
         }
@@ -177,6 +185,7 @@ impl ReloadingResolver {
                     key: pair.key,
                     info: pair.info,
                     source: pair.source,
+                    generation: previous.generation + 1,
                 }));
                 Ok(true)
             }
