@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// A running `moto_server` on 127.0.0.1. Killed on drop.
+/// A running `moto_server` on 127.0.0.1. Killed on drop, and also when the
+/// test process exits without dropping it (a `Moto` in a `static` never is):
+/// a shell keeps moto's lifeline on our stdin pipe and kills it when the pipe
+/// closes, which the kernel does at our exit.
 pub struct Moto {
     child: Child,
+    lifeline: Option<std::process::ChildStdin>,
     port: u16,
 }
 
@@ -24,16 +28,23 @@ impl Moto {
     pub fn start() -> anyhow::Result<Moto> {
         let port = free_port()?;
         let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
+        which(&bin).with_context(|| {
+            format!("cannot start {bin:?}: install it with `pip install 'moto[server]'`")
+        })?;
+        let script = r#""$0" -H 127.0.0.1 -p "$1" </dev/null >/dev/null 2>&1 & m=$!; cat >/dev/null; kill $m 2>/dev/null; wait $m"#;
+        let mut child = Command::new("sh")
+            .args(["-c", script, &bin, &port.to_string()])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| {
-                format!("cannot start {bin:?}: install it with `pip install 'moto[server]'`")
-            })?;
-        let mut moto = Moto { child, port };
+            .context("cannot start sh to supervise moto_server")?;
+        let lifeline = child.stdin.take();
+        let mut moto = Moto {
+            child,
+            lifeline,
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -69,7 +80,10 @@ impl Moto {
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         if !out.starts_with("HTTP/1.1 200") && !out.starts_with("HTTP/1.0 200") {
-            bail!("moto reset failed: {}", out.lines().next().unwrap_or_default());
+            bail!(
+                "moto reset failed: {}",
+                out.lines().next().unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -77,8 +91,25 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Closing the lifeline makes the supervising shell kill moto.
+        drop(self.lifeline.take());
         let _ = self.child.wait();
+    }
+}
+
+fn which(bin: &str) -> anyhow::Result<()> {
+    if bin.contains('/') {
+        return if std::path::Path::new(bin).exists() {
+            Ok(())
+        } else {
+            bail!("{bin} does not exist")
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| d.join(bin).is_file()) {
+        Ok(())
+    } else {
+        bail!("{bin} is not on PATH")
     }
 }
 
