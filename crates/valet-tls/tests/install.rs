@@ -209,6 +209,57 @@ fn the_dockerfile_builds_with_the_readme_command() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Parser)]
+struct WebhookCli {
+    #[command(flatten)]
+    args: valet_webhook::WebhookArgs,
+}
+
+/// Every `valet webhook` command line of an install parses with the webhook's
+/// own flags (a typo in a flag name crash-loops the Deployment).
+fn assert_webhook_args_parse(what: &str, docs: &[Value]) {
+    use clap::Parser as _;
+    let mut seen = 0;
+    for deploy in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        for c in deploy["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let args: Vec<&str> = c["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if args.first() != Some(&"webhook") {
+                continue;
+            }
+            if let Err(e) = WebhookCli::try_parse_from(&args) {
+                panic!(
+                    "{what}: {}: `valet {}` is refused: {e}",
+                    id(deploy),
+                    args.join(" ")
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 1, "{what}: one webhook Deployment");
+}
+
+#[test]
+fn webhook_command_lines_parse_with_the_webhook_flags() -> anyhow::Result<()> {
+    assert_webhook_args_parse("webhook-only overlay", &overlay("webhook-only")?);
+    assert_webhook_args_parse("chart defaults", &helm(json!({})));
+    let values = json!({"webhook": {
+        "awsDefaultRegion": "eu-west-1",
+        "extraArgs": ["--service-account-lookup-grace-period=2s", "--sts-regional-endpoint=true"],
+    }});
+    assert_webhook_args_parse("chart with region and extra args", &helm(values));
+    Ok(())
+}
+
 fn chart() -> std::path::PathBuf {
     repo_root().join("charts/storage-valet")
 }
