@@ -58,6 +58,10 @@ pub enum ProvisionError {
         "role {arn} is managed by BucketAccess {owner:?} for the same ServiceAccount; merge the two into one BucketAccess"
     )]
     Conflict { arn: String, owner: String },
+    #[error(
+        "role {arn} waits for the cluster's IAM OIDC provider in the bucket account (IAM refuses a trust policy naming a missing provider): see the TrustValid condition, or set createOidcProvider"
+    )]
+    WaitingForProvider { arn: String },
     #[error(transparent)]
     Iam(#[from] IamError),
 }
@@ -71,6 +75,7 @@ impl ProvisionError {
             ProvisionError::NoAccount => "NoBucketAccount",
             ProvisionError::Foreign { .. } => "ForeignRole",
             ProvisionError::Conflict { .. } => "RoleConflict",
+            ProvisionError::WaitingForProvider { .. } => "WaitingForOidcProvider",
             ProvisionError::Iam(e) => e.reason(),
         }
     }

@@ -21,6 +21,8 @@ use crate::status::*;
 use crate::trust_gate::{TrustGate, TrustVerdict};
 
 pub const FINALIZER: &str = "storage-valet.dev/cleanup";
+/// The trust gate's reason for a missing or wrong IAM OIDC provider.
+const PROVIDER_INVALID: &str = "OidcProviderInvalid";
 /// Requeue after a failure a retry can fix (throttling, endpoint down).
 const RETRY_AFTER: Duration = Duration::from_secs(20);
 
@@ -148,7 +150,10 @@ async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
         trust.message.clone(),
     );
 
-    if let Err(e) = provision_role(ba, ctx, &clients.iam, role.clone()).await {
+    // IAM refuses a trust policy that names a missing provider, so role
+    // creation and trust updates wait for it; narrowing the access policy does not.
+    let provider_ok = trust.ok || trust.reason != PROVIDER_INVALID;
+    if let Err(e) = provision_role(ba, ctx, &clients.iam, role.clone(), provider_ok).await {
         let msg = e.to_string();
         let conds = [
             trust_cond,
@@ -229,10 +234,23 @@ async fn provision_role(
     ctx: &Ctx,
     iam: &crate::iam::Iam,
     role: DesiredRole,
+    provider_ok: bool,
 ) -> Result<(), ProvisionError> {
-    let plan = provision::plan(iam, role).await?;
+    let mut plan = provision::plan(iam, role).await?;
+    let held_back = !provider_ok
+        && plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::CreateRole | Step::UpdateTrust));
+    if held_back {
+        plan.steps
+            .retain(|s| *s == Step::PutAccessPolicy && plan.existed);
+    }
+    let waiting = || ProvisionError::WaitingForProvider {
+        arn: plan.role.arn.clone(),
+    };
     if plan.steps.is_empty() {
-        return Ok(());
+        return if held_back { Err(waiting()) } else { Ok(()) };
     }
     provision::execute(iam, &plan).await?;
     let steps: Vec<String> = plan.steps.iter().map(Step::to_string).collect();
@@ -256,7 +274,7 @@ async fn provision_role(
     };
     info!(ns = %plan.role.namespace, name = %plan.role.bucket_access, role = %plan.role.arn, ?steps, reason, "role changed");
     event(ctx, ba, EventType::Normal, reason, note).await;
-    Ok(())
+    if held_back { Err(waiting()) } else { Ok(()) }
 }
 
 /// Writes status when it differs; publishes a Warning event when a failing

@@ -88,6 +88,13 @@ impl TrustGate {
         }
     }
 
+    /// Drops cached verdicts: the next check asks the issuer and IAM again
+    /// (after a fix that should not wait for the cache to expire).
+    pub async fn forget(&self) {
+        *self.issuer_cache.lock().await = None;
+        self.provider_cache.lock().await.clear();
+    }
+
     pub fn issuer(&self) -> &str {
         &self.issuer
     }

@@ -544,3 +544,44 @@ async fn moving_to_another_service_account_retires_the_previous_role() {
             .contains(&"PreviousRoleDeleted".into())
     );
 }
+
+#[tokio::test]
+async fn a_missing_provider_holds_the_role_back_until_it_exists() {
+    let env = Env::with("rec-noprov", |cfg| cfg.create_oidc_provider = false).await;
+    env.create(
+        "app",
+        spec("app", vec![grant("acme-media", None, None, Access::Read)]),
+    )
+    .await;
+    let before = env.counts();
+    let ba = env.settle("app").await;
+    let t = condition(&ba, "TrustValid");
+    assert_eq!(
+        (t.status.as_str(), t.reason.as_str()),
+        ("False", "OidcProviderInvalid"),
+        "{t:?}"
+    );
+    let r = condition(&ba, "RoleProvisioned");
+    assert_eq!(r.reason, "WaitingForOidcProvider", "{r:?}");
+    assert_eq!(
+        env.counts().since(&before).writes(),
+        0,
+        "no role naming a missing provider"
+    );
+    assert!(env.sas().get_opt("app").await.unwrap().is_none());
+
+    // Someone creates the provider; the next pass provisions.
+    env.iam()
+        .await
+        .client()
+        .create_open_id_connect_provider()
+        .url(env.oidc.url())
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list(env.oidc.ca_thumbprint())
+        .send()
+        .await
+        .unwrap();
+    env.parts.trust.forget().await;
+    let ba = env.settle("app").await;
+    assert_eq!(condition(&ba, "Ready").status, "True", "{:?}", ba.status);
+}
