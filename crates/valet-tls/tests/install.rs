@@ -56,7 +56,7 @@ fn overlays_follow_the_install_rules() -> anyhow::Result<()> {
     let full = overlay("full")?;
     assert_clean("full", checks::all(&full, NAMESPACE));
     assert_eq!(components(&full), ["broker", "webhook"]);
-    let grants = checks::grants_by_component(&full);
+    let grants = k8s::rbac::grants_by_component(&full);
     for component in ["webhook", "broker", "certs"] {
         assert!(
             grants.contains_key(component),

@@ -2,16 +2,13 @@
 //! (kustomize overlay or Helm render alike). Each check returns problems
 //! instead of panicking, so that one run lists all of them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
 use super::{id, named, of_kind, typed};
 
 pub type Problems = Vec<String>;
-
-/// (apiGroup, resource, verb, resourceNames)
-type Grant = (String, String, String, Vec<String>);
 
 pub fn all(docs: &[Value], namespace: &str) -> Problems {
     let mut p = Problems::new();
@@ -26,12 +23,12 @@ pub fn all(docs: &[Value], namespace: &str) -> Problems {
     }
     webhook_configuration(docs, namespace, &mut p);
     workloads(docs, &mut p);
-    rbac(docs, &mut p);
+    super::rbac::check(docs, &mut p);
     certificates(docs, namespace, &mut p);
     p
 }
 
-fn strs(v: &Value) -> Vec<String> {
+pub fn strs(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
             a.iter()
@@ -217,156 +214,6 @@ fn workloads(docs: &[Value], p: &mut Problems) {
                         "{who}: {probe} must use HTTPS (the webhook serves probes on its TLS port)"
                     ));
                 }
-            }
-        }
-    }
-}
-
-/// Every grant each ServiceAccount receives through bindings in `docs`,
-/// keyed by the SA's component label.
-pub fn grants_by_component(docs: &[Value]) -> BTreeMap<String, BTreeSet<Grant>> {
-    let mut out: BTreeMap<String, BTreeSet<Grant>> = BTreeMap::new();
-    for binding in docs
-        .iter()
-        .filter(|d| d["kind"] == "ClusterRoleBinding" || d["kind"] == "RoleBinding")
-    {
-        let role_kind = binding["roleRef"]["kind"].as_str().unwrap_or("");
-        let Some(role) = named(
-            docs,
-            role_kind,
-            binding["roleRef"]["name"].as_str().unwrap_or(""),
-        ) else {
-            continue;
-        };
-        for subject in binding["subjects"].as_array().into_iter().flatten() {
-            let Some(sa) = named(
-                docs,
-                "ServiceAccount",
-                subject["name"].as_str().unwrap_or(""),
-            ) else {
-                continue;
-            };
-            let component = sa["metadata"]["labels"]["app.kubernetes.io/component"]
-                .as_str()
-                .unwrap_or("?");
-            let set = out.entry(component.to_string()).or_default();
-            for rule in role["rules"].as_array().into_iter().flatten() {
-                let mut names = strs(&rule["resourceNames"]);
-                names.sort();
-                for group in strs(&rule["apiGroups"]) {
-                    for resource in strs(&rule["resources"]) {
-                        for verb in strs(&rule["verbs"]) {
-                            set.insert((group.clone(), resource.clone(), verb, names.clone()));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-pub fn grants(spec: &[(&str, &str, &str)]) -> BTreeSet<Grant> {
-    spec.iter()
-        .flat_map(|(group, resource, verbs)| {
-            verbs.split(',').map(move |v| {
-                (
-                    group.to_string(),
-                    resource.to_string(),
-                    v.to_string(),
-                    Vec::new(),
-                )
-            })
-        })
-        .collect()
-}
-
-fn rbac(docs: &[Value], p: &mut Problems) {
-    for role in docs
-        .iter()
-        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
-    {
-        for rule in role["rules"].as_array().into_iter().flatten() {
-            for field in ["apiGroups", "resources", "verbs"] {
-                if strs(&rule[field]).iter().any(|s| s == "*") {
-                    p.push(format!("{}: wildcard in {field}", id(role)));
-                }
-            }
-        }
-        if role["metadata"]["labels"]["app.kubernetes.io/component"] == "audit" {
-            let verbs: BTreeSet<String> = role["rules"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|r| strs(&r["verbs"]))
-                .collect();
-            if !verbs
-                .iter()
-                .all(|v| ["get", "list", "watch"].contains(&v.as_str()))
-            {
-                p.push(format!(
-                    "{}: the audit role must be read-only, has {verbs:?}",
-                    id(role)
-                ));
-            }
-        }
-    }
-    let by_component = grants_by_component(docs);
-    if let Some(webhook) = by_component.get("webhook") {
-        let want = grants(&[("", "serviceaccounts", "get,list,watch")]);
-        if webhook != &want {
-            p.push(format!(
-                "webhook RBAC must be exactly {want:?}, is {webhook:?}"
-            ));
-        }
-    }
-    if let Some(broker) = by_component.get("broker") {
-        let want = grants(&[
-            (
-                "storage-valet.dev",
-                "bucketaccesses",
-                "get,list,watch,patch",
-            ),
-            (
-                "storage-valet.dev",
-                "bucketaccesses/status",
-                "get,patch,update",
-            ),
-            ("storage-valet.dev", "bucketaccesses/finalizers", "update"),
-            ("", "serviceaccounts", "get,list,watch,create,patch"),
-            ("", "serviceaccounts/token", "create"),
-            ("", "events", "create,patch"),
-            ("events.k8s.io", "events", "create,patch"),
-            (
-                "coordination.k8s.io",
-                "leases",
-                "get,list,watch,create,update,patch",
-            ),
-        ]);
-        if broker != &want {
-            p.push(format!(
-                "broker RBAC differs: extra {:?}, missing {:?}",
-                broker.difference(&want).collect::<Vec<_>>(),
-                want.difference(broker).collect::<Vec<_>>()
-            ));
-        }
-    }
-    if let Some(certs) = by_component.get("certs") {
-        for (group, resource, verb, names) in certs {
-            let ok = match (group.as_str(), resource.as_str(), verb.as_str()) {
-                ("", "secrets", "create") => true,
-                ("", "secrets", "get" | "update") => names.len() == 2,
-                (
-                    "admissionregistration.k8s.io",
-                    "mutatingwebhookconfigurations",
-                    "get" | "update",
-                ) => names.len() == 1,
-                _ => false,
-            };
-            if !ok {
-                p.push(format!(
-                    "certs RBAC: unexpected grant {verb} {group}/{resource} {names:?}"
-                ));
             }
         }
     }

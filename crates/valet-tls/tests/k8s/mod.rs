@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod checks;
+pub mod rbac;
 pub mod render;
 pub mod typed;
 
