@@ -161,7 +161,10 @@ async fn upsert(
         name: Some(name.to_string()),
         ..secret.metadata
     };
-    secret.type_ = Some(type_.to_string());
+    // The type of an existing Secret is immutable: keep whatever it is.
+    if secret.type_.is_none() {
+        secret.type_ = Some(type_.to_string());
+    }
     secret.data = Some(data);
     secret.string_data = None;
     let pp = PostParams::default();
