@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::accounts::Accounts;
 use crate::aws::{AwsClients, AwsConfig};
@@ -220,12 +220,21 @@ async fn run_controller(config: ConfigArgs, run: RunArgs) -> Result<ExitCode, Cl
     }
     let client = kube_client(run.kubeconfig.as_ref()).await?;
     let ca = config.ca()?;
-    let parts = BrokerParts::build(
-        &client,
-        cfg,
-        ca.as_ref().map(|(p, o)| (p.as_slice(), o.as_str())),
-    )
-    .await?;
+    let ca = ca.as_ref().map(|(p, o)| (p.as_slice(), o.as_str()));
+    // The API server may be briefly unreachable at start: wait for it
+    // instead of exiting into a crash loop.
+    let mut backoff = Duration::from_secs(1);
+    let parts = loop {
+        match BrokerParts::build(&client, cfg.clone(), ca).await {
+            Ok(parts) => break parts,
+            Err(error @ crate::controller::StartError::Issuer(_)) => {
+                warn!(%error, retry_in = ?backoff, "cannot start yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let identity = run.identity.clone().unwrap_or_else(default_identity);
     info!(issuer = %parts.issuer, cluster = %parts.cfg.cluster_name, %identity, "broker starting");
     let ctx = parts.context(client.clone(), Some(identity.clone()));
