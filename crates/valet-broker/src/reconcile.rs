@@ -105,14 +105,29 @@ pub fn error_policy(ba: Arc<BucketAccess>, err: &Error, _: Arc<Ctx>) -> Action {
     Action::requeue(RETRY_AFTER)
 }
 
+/// RFC 3339 to the second, as Kubernetes writes `metav1.Time`.
 fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The resync period plus up to a fifth more, fixed per object: objects
+/// created together (a GitOps sync) do not all hit IAM in the same second
+/// of every period.
+fn resync_after(ba: &BucketAccess, base: u64) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ba.metadata.uid.as_deref().unwrap_or_default().hash(&mut h);
+    ba.name_any().hash(&mut h);
+    let spread = (base / 5).max(1);
+    Duration::from_secs(base + h.finish() % spread)
 }
 
 async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
     let ns = ba.namespace().unwrap_or_default();
     let name = ba.name_any();
-    let resync = Action::requeue(Duration::from_secs(ctx.cfg.resync_seconds));
+    let resync = Action::requeue(resync_after(ba, ctx.cfg.resync_seconds));
 
     let spec = match ba.spec.validate() {
         Ok(s) => s,
