@@ -210,16 +210,17 @@ fn the_dockerfile_builds_with_the_readme_command() -> anyhow::Result<()> {
 }
 
 #[derive(clap::Parser)]
-struct WebhookCli {
-    #[command(flatten)]
-    args: valet_webhook::WebhookArgs,
+enum Valet {
+    Webhook(Box<valet_webhook::WebhookArgs>),
+    Broker(Box<valet_broker::cli::BrokerArgs>),
 }
 
-/// Every `valet webhook` command line of an install parses with the webhook's
-/// own flags (a typo in a flag name crash-loops the Deployment).
-fn assert_webhook_args_parse(what: &str, docs: &[Value]) {
+/// Every `valet webhook` and `valet broker` command line of an install
+/// parses with the component's own flags (a wrong flag name crash-loops the
+/// Deployment). Returns how many were checked per subcommand.
+fn assert_args_parse(what: &str, docs: &[Value]) -> BTreeMap<String, usize> {
     use clap::Parser as _;
-    let mut seen = 0;
+    let mut seen = BTreeMap::new();
     for deploy in docs.iter().filter(|d| d["kind"] == "Deployment") {
         for c in deploy["spec"]["template"]["spec"]["containers"]
             .as_array()
@@ -232,31 +233,36 @@ fn assert_webhook_args_parse(what: &str, docs: &[Value]) {
                 .flatten()
                 .filter_map(Value::as_str)
                 .collect();
-            if args.first() != Some(&"webhook") {
-                continue;
-            }
-            if let Err(e) = WebhookCli::try_parse_from(&args) {
+            let argv = std::iter::once("valet").chain(args.iter().copied());
+            if let Err(e) = Valet::try_parse_from(argv) {
                 panic!(
                     "{what}: {}: `valet {}` is refused: {e}",
                     id(deploy),
                     args.join(" ")
                 );
             }
-            seen += 1;
+            *seen
+                .entry(args.first().unwrap_or(&"").to_string())
+                .or_insert(0) += 1;
         }
     }
-    assert_eq!(seen, 1, "{what}: one webhook Deployment");
+    seen
 }
 
 #[test]
-fn webhook_command_lines_parse_with_the_webhook_flags() -> anyhow::Result<()> {
-    assert_webhook_args_parse("webhook-only overlay", &overlay("webhook-only")?);
-    assert_webhook_args_parse("chart defaults", &helm(json!({})));
-    let values = json!({"webhook": {
+fn component_command_lines_parse_with_their_flags() -> anyhow::Result<()> {
+    let both = BTreeMap::from([("broker".to_string(), 1), ("webhook".to_string(), 1)]);
+    assert_eq!(assert_args_parse("full overlay", &overlay("full")?), both);
+    assert_eq!(assert_args_parse("chart defaults", &helm(json!({}))), both);
+    let values = json!({"broker": {"enabled": false}, "webhook": {
         "awsDefaultRegion": "eu-west-1",
         "extraArgs": ["--service-account-lookup-grace-period=2s", "--sts-regional-endpoint=true"],
     }});
-    assert_webhook_args_parse("chart with region and extra args", &helm(values));
+    let webhook_only = BTreeMap::from([("webhook".to_string(), 1)]);
+    assert_eq!(
+        assert_args_parse("chart with region and extra args", &helm(values)),
+        webhook_only
+    );
     Ok(())
 }
 
