@@ -1,0 +1,29 @@
+# Shared by bench/webhook and bench/cache-memory (sourced, not run).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+cargo build --quiet --release --locked --bin valet -p storage-valet
+cargo build --quiet --release --locked -p valet-webhook --example bench_support
+VALET=$ROOT/target/release/valet
+SUPPORT=$ROOT/target/release/examples/bench_support
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# start_cluster DIR N [STATIC_PORT]: API server with N ServiceAccounts.
+start_cluster() {
+  "$SUPPORT" serve "$@" >/dev/null & PIDS+=($!)
+  for _ in $(seq 1 1200); do [ -f "$1/ready" ] && return 0; sleep 0.1; done
+  echo "API server did not start" >&2; exit 1
+}
+# start_valet DIR PORT METRICS_PORT: waits for /readyz (cache synced).
+start_valet() {
+  "$VALET" webhook --bind-address 127.0.0.1 --port "$2" --metrics-port "$3" \
+    --tls-cert "$1/tls.crt" --tls-key "$1/tls.key" --kubeconfig "$1/kubeconfig" 2>/dev/null & PIDS+=($!)
+  VALET_PID=$!
+  for _ in $(seq 1 1200); do
+    curl -sf --cacert "$1/ca.crt" "https://localhost:$2/readyz" >/dev/null 2>&1 && return 0; sleep 0.1
+  done
+  echo "valet webhook not ready" >&2; exit 1
+}

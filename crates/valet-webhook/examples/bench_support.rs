@@ -1,0 +1,154 @@
+//! Support processes for `bench/webhook` and `bench/cache-memory`:
+//!
+//! - `serve DIR N [STATIC_PORT]`: an in-process API server with N
+//!   ServiceAccounts (half annotated), a kubeconfig, a serving certificate
+//!   for localhost and an 8 KB-pod AdmissionReview written into DIR; with
+//!   STATIC_PORT, also the baseline: the same TLS + HTTP stack as the webhook
+//!   answering every POST with one fixed AdmissionReview.
+//! - `reflector KUBECONFIG`: a plain full-object kube reflector of every
+//!   ServiceAccount; prints its RSS once synced.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use valet_testkit::apiserver::ApiServer;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn review_8kb() -> serde_json::Value {
+    let env: Vec<_> = (0..60)
+        .map(|i| json!({"name": format!("SETTING_{i:03}"), "value": format!("value-{i}-{}", "x".repeat(60))}))
+        .collect();
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "namespace": "ns-7", "operation": "CREATE",
+        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+        "object": {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": "app-", "namespace": "ns-7", "labels": {"app": "app"}},
+            "spec": {"serviceAccountName": "sa-70", "containers": [{"name": "app", "image": "app:1", "env": env,
+                "resources": {"requests": {"cpu": "100m"}}}]}},
+        "oldObject": null, "dryRun": false}})
+}
+
+async fn serve(dir: &str, n: usize, static_port: Option<u16>) {
+    let dir = std::path::Path::new(dir);
+    let api = ApiServer::start().await;
+    for i in 0..n {
+        let mut ann = serde_json::Map::new();
+        if i % 2 == 0 {
+            ann.insert(
+                "eks.amazonaws.com/role-arn".into(),
+                json!(format!(
+                    "arn:aws:iam::222222222222:role/storage-valet/c/sa-{i}"
+                )),
+            );
+            ann.insert(
+                "storage-valet.dev/bucket".into(),
+                json!(format!("bucket-{}/ns-{}/", i % 97, i / 100)),
+            );
+        }
+        ann.insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            json!("{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\"}"),
+        );
+        api.insert(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": format!("sa-{i}"), "namespace": format!("ns-{}", i / 10), "annotations": ann,
+                "labels": {"app.kubernetes.io/managed-by": "bench"}},
+            "secrets": [{"name": format!("sa-{i}-token")}]}))
+            .expect("insert");
+    }
+    api.write_kubeconfig(dir).expect("kubeconfig");
+    let ca = valet_tls::generate_ca("bench CA", Duration::from_secs(86400)).expect("ca");
+    let pair = valet_tls::generate_serving(&ca, &["localhost".into()], Duration::from_secs(86400))
+        .expect("pair");
+    std::fs::write(dir.join("ca.crt"), &ca.cert_pem).expect("write");
+    std::fs::write(dir.join("tls.crt"), &pair.cert_pem).expect("write");
+    std::fs::write(dir.join("tls.key"), &pair.key_pem).expect("write");
+    std::fs::write(dir.join("review.json"), review_8kb().to_string()).expect("write");
+
+    if let Some(port) = static_port {
+        let resolver =
+            valet_tls::ReloadingResolver::from_files(dir.join("tls.crt"), dir.join("tls.key"))
+                .expect("tls");
+        let tls = Arc::new(valet_tls::server_config(resolver).expect("tls config"));
+        let fixed = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true}})
+        .to_string();
+        let app = Router::new().route(
+            "/mutate",
+            post(move |_body: axum::body::Bytes| {
+                let fixed = fixed.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        fixed,
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
+        tokio::spawn(valet_webhook::server::serve_tls(
+            listener,
+            tls,
+            app,
+            CancellationToken::new(),
+            Duration::from_secs(1),
+        ));
+    }
+    std::fs::write(dir.join("ready"), "").expect("write");
+    println!("serving {n} ServiceAccounts at {}", api.url());
+    std::future::pending::<()>().await;
+}
+
+async fn reflect(kubeconfig: &str) {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let api: kube::Api<ServiceAccount> = kube::Api::all(client);
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(api, watcher::Config::default().page_size(500)),
+    )
+    .applied_objects();
+    tokio::spawn(stream.for_each(|_| async {}));
+    reader.wait_until_ready().await.expect("sync");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("{} {}", reader.state().len(), rss_kib());
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("serve") => {
+            let n = args[3].parse().expect("N");
+            serve(&args[2], n, args.get(4).and_then(|p| p.parse().ok())).await
+        }
+        Some("reflector") => reflect(&args[2]).await,
+        _ => eprintln!("usage: bench_support serve DIR N [STATIC_PORT] | reflector KUBECONFIG"),
+    }
+}
