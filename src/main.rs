@@ -27,6 +27,10 @@ enum Command {
     Webhook(Box<valet_webhook::WebhookArgs>),
     /// Offline dry run of the webhook: the mutation of a pod by its ServiceAccount.
     Mutate(cmd::mutate::MutateArgs),
+    /// BucketAccess controller (Lease-elected); `valet broker apply -f FILE...` for pipelines.
+    Broker(Box<valet_broker::cli::BrokerArgs>),
+    /// Print the BucketAccess CustomResourceDefinition.
+    Crd(valet_broker::cli::CrdArgs),
     /// OIDC trust diagnosis: PASS/WARN/FAIL per link, with the fix.
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -51,6 +55,10 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Mutate(args) => cmd::mutate::run(args),
+        Command::Broker(args) => {
+            cmd::block_on(async { Ok(valet_broker::cli::run_broker(*args).await?) })
+        }
+        Command::Crd(args) => valet_broker::cli::run_crd(args).map_err(Into::into),
         Command::Trust(TrustCommand::Check(args)) => {
             cmd::block_on(async { Ok(valet_broker::cli_trust::run(args).await?) })
         }

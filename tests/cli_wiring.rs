@@ -1,0 +1,63 @@
+//! Every subcommand is reachable through the real binary, and the CRD that
+//! `valet crd` prints is the one the manifests and the chart install.
+
+use std::process::Command;
+
+fn valet(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_valet"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn crd_matches_the_manifests_and_the_chart() {
+    let out = valet(&["crd"]);
+    assert!(out.status.success());
+    let printed: serde_json::Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        printed["metadata"]["name"],
+        "bucketaccesses.storage-valet.dev"
+    );
+    for file in [
+        "manifests/base/crd.yaml",
+        "charts/storage-valet/crds/bucketaccesses.yaml",
+    ] {
+        let text =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+                .unwrap();
+        let installed: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(
+            installed["spec"], printed["spec"],
+            "{file} is stale: regenerate with `valet crd > {file}`"
+        );
+    }
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for cmd in [
+        &["webhook", "--help"][..],
+        &["mutate", "--help"],
+        &["broker", "--help"],
+        &["broker", "apply", "--help"],
+        &["trust", "check", "--help"],
+        &["certs", "--help"],
+        &["crd", "--help"],
+    ] {
+        let out = valet(cmd);
+        assert!(
+            out.status.success(),
+            "valet {cmd:?} --help failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: valet"));
+    }
+}
+
+#[test]
+fn unknown_flags_fail_with_usage() {
+    let out = valet(&["webhook", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+}
