@@ -1,0 +1,248 @@
+//! Read-only collection: paginated lists, facts extracted page by page so a
+//! large cluster costs the facts, not the objects.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::api::{Api, ListParams, ObjectList};
+use kube::core::NamespaceResourceScope;
+use serde::de::DeserializeOwned;
+use tracing::debug;
+use valet_broker::crd::BucketAccess;
+use valet_core::settings::AnnotationKeys;
+
+use crate::facts::{
+    BucketAccessFacts, Facts, PodFacts, ReadyCondition, SaFacts, SecretKeys, WebhookFacts,
+};
+
+/// What to collect.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// `None`: all namespaces.
+    pub namespace: Option<String>,
+    pub include_completed: bool,
+    pub page_size: u32,
+    pub keys: AnnotationKeys,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(
+        "cannot list {what} from the Kubernetes API server: {source} (check --kubeconfig / the current context, that the server is reachable, and that this identity may list {what})"
+    )]
+    List {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Lists every page of `api`, handing each item to `each` and dropping the
+/// page before the next is fetched.
+async fn for_each_page<K, F>(api: &Api<K>, page_size: u32, mut each: F) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    F: FnMut(K),
+{
+    let mut params = ListParams::default().limit(page_size);
+    loop {
+        let page: ObjectList<K> = api.list(&params).await?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        page.items.into_iter().for_each(&mut each);
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
+fn forbidden_or_missing(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) if matches!(s.code, 401 | 403 | 404) => Some(s.code),
+        _ => None,
+    }
+}
+
+pub async fn collect(client: &kube::Client, scope: &Scope) -> Result<Facts, CollectError> {
+    let ns = scope.namespace.as_deref();
+    let mut facts = Facts::default();
+
+    let sas: Api<ServiceAccount> = api(client, ns);
+    for_each_page(&sas, scope.page_size, |sa| {
+        facts
+            .service_accounts
+            .push(SaFacts::from_sa(&sa, &scope.keys))
+    })
+    .await
+    .map_err(|source| CollectError::List {
+        what: "serviceaccounts",
+        source,
+    })?;
+
+    let pods: Api<Pod> = api(client, ns);
+    let mut skipped_completed = 0usize;
+    for_each_page(&pods, scope.page_size, |pod| {
+        let facts_of = PodFacts::from_pod(&pod, &scope.keys);
+        let done = matches!(facts_of.phase.as_deref(), Some("Succeeded" | "Failed"));
+        if done && !scope.include_completed {
+            skipped_completed += 1;
+        } else {
+            facts.pods.push(facts_of);
+        }
+    })
+    .await
+    .map_err(|source| CollectError::List {
+        what: "pods",
+        source,
+    })?;
+    debug!(pods = facts.pods.len(), skipped_completed, "pods collected");
+
+    let bas: Api<BucketAccess> = api(client, ns);
+    let mut bucket_accesses = Vec::new();
+    let listed = for_each_page(&bas, scope.page_size, |ba| {
+        bucket_accesses.push(bucket_access_facts(&ba))
+    })
+    .await;
+    match listed {
+        Ok(()) => facts.bucket_accesses = bucket_accesses,
+        Err(e) => match forbidden_or_missing(&e) {
+            Some(404) => facts.notes.push(
+                "BucketAccess is not served (CRD not installed): BucketAccess objects not checked"
+                    .into(),
+            ),
+            Some(_) => facts
+                .notes
+                .push(format!("cannot list bucketaccesses ({e}): not checked")),
+            None => {
+                return Err(CollectError::List {
+                    what: "bucketaccesses",
+                    source: e,
+                });
+            }
+        },
+    }
+
+    facts.webhooks = match webhooks(client, scope.page_size).await {
+        Ok(w) => Some(w),
+        Err(e) if forbidden_or_missing(&e).is_some() => {
+            facts.notes.push(format!(
+                "cannot list mutatingwebhookconfigurations ({e}): the webhook's configuration and failurePolicy not checked"
+            ));
+            None
+        }
+        Err(source) => {
+            return Err(CollectError::List {
+                what: "mutatingwebhookconfigurations",
+                source,
+            });
+        }
+    };
+
+    secrets(client, &mut facts).await;
+    Ok(facts)
+}
+
+fn bucket_access_facts(ba: &BucketAccess) -> BucketAccessFacts {
+    let ready = ba
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| ReadyCondition {
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        });
+    BucketAccessFacts {
+        namespace: ba.metadata.namespace.clone().unwrap_or_default(),
+        name: ba.metadata.name.clone().unwrap_or_default(),
+        service_account: Some(ba.spec.service_account_name.clone()),
+        ready,
+    }
+}
+
+/// Ours: webhooks calling `/mutate` whose name says storage-valet or
+/// pod-identity (the peer's name, which a drop-in replacement keeps).
+pub fn is_ours(name: &str, path: Option<&str>, url: Option<&str>) -> bool {
+    let calls_mutate = path.is_some_and(|p| p.trim_end_matches('/') == "/mutate")
+        || url.is_some_and(|u| {
+            u.split('?')
+                .next()
+                .is_some_and(|u| u.trim_end_matches('/').ends_with("/mutate"))
+        });
+    let lower = name.to_ascii_lowercase();
+    calls_mutate && (lower.contains("storage-valet") || lower.contains("pod-identity"))
+}
+
+async fn webhooks(client: &kube::Client, page_size: u32) -> Result<Vec<WebhookFacts>, kube::Error> {
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for_each_page(&api, page_size, |cfg| {
+        let cfg_name = cfg.metadata.name.clone().unwrap_or_default();
+        for w in cfg.webhooks.iter().flatten() {
+            let cc = &w.client_config;
+            let path = cc.service.as_ref().and_then(|s| s.path.as_deref());
+            let named = format!("{cfg_name} {}", w.name);
+            if is_ours(&named, path, cc.url.as_deref()) {
+                out.push(WebhookFacts {
+                    configuration: cfg_name.clone(),
+                    name: w.name.clone(),
+                    failure_policy: w.failure_policy.clone().unwrap_or_else(|| "Fail".into()),
+                });
+            }
+        }
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Reads only the Secrets pods take through `envFrom`, and only their keys.
+async fn secrets(client: &kube::Client, facts: &mut Facts) {
+    let wanted: BTreeSet<(String, String)> = facts
+        .pods
+        .iter()
+        .flat_map(|p| {
+            p.containers
+                .iter()
+                .flat_map(|c| c.env_from_secrets.iter())
+                .map(|s| (p.namespace.clone(), s.clone()))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    let mut forbidden = BTreeSet::new();
+    for (ns, name) in wanted {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let keys = match api.get_opt(&name).await {
+            Ok(Some(secret)) => {
+                let mut keys: Vec<String> = secret.data.unwrap_or_default().into_keys().collect();
+                keys.extend(secret.string_data.unwrap_or_default().into_keys());
+                SecretKeys::Keys(keys)
+            }
+            Ok(None) => SecretKeys::Unreadable("not found".into()),
+            Err(e) => {
+                if matches!(&e, kube::Error::Api(s) if s.code == 403) {
+                    forbidden.insert(ns.clone());
+                }
+                SecretKeys::Unreadable(e.to_string())
+            }
+        };
+        out.insert((ns, name), keys);
+    }
+    for ns in forbidden {
+        facts.notes.push(format!(
+            "reading secrets in namespace {ns} is forbidden: Secrets taken through envFrom not checked for AWS keys"
+        ));
+    }
+    facts.secrets = out;
+}
