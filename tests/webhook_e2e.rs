@@ -362,7 +362,17 @@ async fn deny_on_lookup_failure_and_sigterm_drains() {
     let port = hook.port;
     let c2 = c.clone();
     let in_flight = tokio::spawn(async move { admit(&c2, port, &review("uid-t", "never")).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The second cache miss is this request, now waiting in the handler.
+    let metrics_port = hook.metrics_port;
+    eventually("request in flight", async || {
+        metric(
+            metrics_port,
+            "storage_valet_serviceaccount_cache_misses_total",
+        )
+        .await
+            >= 2.0
+    })
+    .await;
     let pid = hook.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -450,4 +460,72 @@ async fn certificate_rotation_under_load_fails_nothing() {
     println!("rotation under load: {ok} requests ok, {failed} failed");
     assert!(ok > 0);
     assert_eq!(failed, 0);
+}
+
+/// One series of the webhook's `/metrics`, 0 when absent.
+async fn metric(metrics_port: u16, series: &str) -> f64 {
+    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await else {
+        return 0.0;
+    };
+    r.text()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_credentials_config_reloads_and_refuses_bad_content() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let api = ApiServer::start().await;
+    api.insert(sa("app", json!({}))).unwrap();
+    let kdir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(kdir.path()).unwrap();
+    let certs = Certs::new();
+    // As a ConfigMap volume: the file is replaced by rename, never edited.
+    let cdir = tempfile::tempdir().unwrap();
+    let config = cdir.path().join("config.json");
+    let write = |text: &str| {
+        let tmp = cdir.path().join(".config.json.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &config).unwrap();
+    };
+    write(r#"{"identities":[]}"#);
+    let hook = start_webhook(
+        &kubeconfig,
+        &certs,
+        &[&format!(
+            "--watch-container-credentials-config={}",
+            config.display()
+        )],
+    );
+    let c = client(&certs.ca_pem, false);
+    wait_ready(&c, hook.port).await;
+    assert!(patch_of(&admit(&c, hook.port, &review("uid-c1", "app")).await).is_none());
+
+    write(r#"{"identities":[{"namespace":"team-a","serviceAccount":"app"}]}"#);
+    let uses_cc = async || {
+        patch_of(&admit(&c, hook.port, &review("uid-c2", "app")).await)
+            .is_some_and(|p| p.to_string().contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"))
+    };
+    eventually("new container credentials config applied", uses_cc).await;
+
+    // Bad content is refused: the previous identities keep applying.
+    write("{not json");
+    eventually("bad config refused", async || {
+        metric(
+            hook.metrics_port,
+            "storage_valet_container_credentials_config_refused_total",
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    assert!(uses_cc().await);
+    write(r#"{"identities":[]}"#);
+    eventually("emptied config applied", async || {
+        patch_of(&admit(&c, hook.port, &review("uid-c3", "app")).await).is_none()
+    })
+    .await;
 }

@@ -68,8 +68,8 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
     tokio::spawn(cache.clone().run_watch());
 
     let cc_path = PathBuf::from(&args.mutation.watch_container_credentials_config);
-    let identities = if cc_path.as_os_str().is_empty() {
-        ContainerCredentialsIdentities::default()
+    let (identities, cc_bytes) = if cc_path.as_os_str().is_empty() {
+        (ContainerCredentialsIdentities::default(), Vec::new())
     } else {
         read_identities(&cc_path)?
     };
@@ -84,7 +84,12 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
     });
     let shutdown = CancellationToken::new();
     if !cc_path.as_os_str().is_empty() {
-        tokio::spawn(watch_identities(cc_path, state.clone(), shutdown.clone()));
+        tokio::spawn(watch_identities(
+            cc_path,
+            cc_bytes,
+            state.clone(),
+            shutdown.clone(),
+        ));
     }
     {
         let (metrics, resolver) = (metrics.clone(), resolver.clone());
@@ -173,22 +178,33 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Clien
     kube::Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
 }
 
-fn read_identities(path: &std::path::Path) -> Result<ContainerCredentialsIdentities, Error> {
+/// The parsed identities and the bytes they came from (the watcher's
+/// starting point, so a change right after start-up is not missed).
+fn read_identities(
+    path: &std::path::Path,
+) -> Result<(ContainerCredentialsIdentities, Vec<u8>), Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::ContainerCredentials {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    ContainerCredentialsIdentities::parse(&bytes).map_err(|e| Error::ContainerCredentials {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let identities =
+        ContainerCredentialsIdentities::parse(&bytes).map_err(|e| Error::ContainerCredentials {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    Ok((identities, bytes))
 }
 
 /// Re-reads the container-credentials file when its content changes.
 /// Polling the content (not a file watch) survives the kubelet's `..data`
 /// symlink swap in ConfigMap volumes, which leaves file watches stale.
-async fn watch_identities(path: PathBuf, state: Arc<AppState>, shutdown: CancellationToken) {
-    let mut last = tokio::fs::read(&path).await.ok();
+async fn watch_identities(
+    path: PathBuf,
+    initial: Vec<u8>,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) {
+    let mut last = Some(initial);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -206,6 +222,7 @@ async fn watch_identities(path: PathBuf, state: Arc<AppState>, shutdown: Cancell
                 state.container_credentials.store(Arc::new(ids));
             }
             Err(error) => {
+                state.metrics.cc_config_refused.inc();
                 warn!(path = %path.display(), %error, "container credentials config refused; keeping the previous one")
             }
         }

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub api_fallbacks: Family<FallbackLabels, Counter>,
     pub cert_expiry_seconds: Gauge<f64, AtomicU64>,
+    pub cc_config_refused: Counter,
     pub registry: Registry,
 }
 
@@ -42,6 +43,7 @@ impl Metrics {
         let cache_misses = Counter::default();
         let api_fallbacks = Family::<FallbackLabels, Counter>::default();
         let cert_expiry_seconds = Gauge::<f64, AtomicU64>::default();
+        let cc_config_refused = Counter::default();
         let mut registry = Registry::with_prefix("storage_valet");
         registry.register(
             "admission_requests",
@@ -73,6 +75,11 @@ impl Metrics {
             "Seconds until the serving certificate expires",
             cert_expiry_seconds.clone(),
         );
+        registry.register(
+            "container_credentials_config_refused",
+            "Changes of the container-credentials config refused as invalid (the previous one stays)",
+            cc_config_refused.clone(),
+        );
         Metrics {
             requests,
             duration,
@@ -80,6 +87,7 @@ impl Metrics {
             cache_misses,
             api_fallbacks,
             cert_expiry_seconds,
+            cc_config_refused,
             registry,
         }
     }
