@@ -159,7 +159,11 @@ fn skipped_containers_are_info_not_warning() {
     );
     let found = judge(&f);
     assert_eq!(kinds(&found), vec![(Severity::Info, Kind::Missed)]);
-    assert!(found[0].reason.contains("main, sidecar"), "{}", found[0].reason);
+    assert!(
+        found[0].reason.contains("main, sidecar"),
+        "{}",
+        found[0].reason
+    );
 }
 
 #[test]
@@ -333,14 +337,32 @@ fn bad_recorded_bucket_env_is_reported() {
 #[test]
 fn missing_webhook_and_ignore_policy() {
     use crate::facts::WebhookFacts;
-    let annotated = || vec![sa("team", "app", json!({"eks.amazonaws.com/role-arn": ROLE_A}))];
-    let unmutated = || pod(json!({"metadata": {"namespace": "team", "name": "p"},
-        "spec": {"serviceAccountName": "app", "containers": [{"name": "main"}]}}));
+    let annotated = || {
+        vec![sa(
+            "team",
+            "app",
+            json!({"eks.amazonaws.com/role-arn": ROLE_A}),
+        )]
+    };
+    let unmutated = || {
+        pod(json!({"metadata": {"namespace": "team", "name": "p"},
+        "spec": {"serviceAccountName": "app", "containers": [{"name": "main"}]}}))
+    };
     let mut f = facts(annotated(), vec![unmutated()]);
     f.webhooks = Some(vec![]);
     let found = judge(&f);
-    assert_eq!(kinds(&found), vec![(Severity::Error, Kind::Webhook), (Severity::Warning, Kind::Missed)]);
-    assert!(found[1].reason.contains("no webhook configuration"), "{}", found[1].reason);
+    assert_eq!(
+        kinds(&found),
+        vec![
+            (Severity::Error, Kind::Webhook),
+            (Severity::Warning, Kind::Missed)
+        ]
+    );
+    assert!(
+        found[1].reason.contains("no webhook configuration"),
+        "{}",
+        found[1].reason
+    );
 
     f.webhooks = Some(vec![WebhookFacts {
         configuration: "storage-valet".into(),
@@ -348,10 +370,24 @@ fn missing_webhook_and_ignore_policy() {
         failure_policy: "Ignore".into(),
     }]);
     let found = judge(&f);
-    assert_eq!(kinds(&found), vec![(Severity::Warning, Kind::Missed), (Severity::Info, Kind::Webhook)]);
-    assert!(found[0].reason.contains("failurePolicy Ignore"), "{}", found[0].reason);
+    assert_eq!(
+        kinds(&found),
+        vec![
+            (Severity::Warning, Kind::Missed),
+            (Severity::Info, Kind::Webhook)
+        ]
+    );
+    assert!(
+        found[0].reason.contains("failurePolicy Ignore"),
+        "{}",
+        found[0].reason
+    );
 
-    f.webhooks.as_mut().into_iter().flatten().for_each(|h| h.failure_policy = "Fail".into());
+    f.webhooks
+        .as_mut()
+        .into_iter()
+        .flatten()
+        .for_each(|h| h.failure_policy = "Fail".into());
     let found = judge(&f);
     assert_eq!(kinds(&found), vec![(Severity::Warning, Kind::Missed)]);
     assert!(!found[0].reason.contains("Ignore"), "{}", found[0].reason);

@@ -192,8 +192,10 @@ pub fn build(namespace: Option<String>, facts: Facts, findings: Vec<Finding>) ->
             Severity::Info => counts.info += 1,
         }
     }
-    let mut namespaces: std::collections::BTreeSet<&str> =
-        service_accounts.iter().map(|s| s.namespace.as_str()).collect();
+    let mut namespaces: std::collections::BTreeSet<&str> = service_accounts
+        .iter()
+        .map(|s| s.namespace.as_str())
+        .collect();
     namespaces.extend(facts.bucket_accesses.iter().map(|b| b.namespace.as_str()));
     let summary = Summary {
         namespaces: namespaces.len(),

@@ -142,14 +142,14 @@ fn inventory(r: &Report, out: &mut String) {
             ]);
         }
     }
-    for b in &r.bucket_accesses {
-        let _ = b;
-    }
     if rows.len() == 1 {
         let _ = writeln!(out, "\nINVENTORY: no ServiceAccount or pod with a role");
         return;
     }
-    let _ = writeln!(out, "\nINVENTORY (pods: = means as the ServiceAccount grants)");
+    let _ = writeln!(
+        out,
+        "\nINVENTORY (pods: = means as the ServiceAccount grants)"
+    );
     let mut widths = [0usize; 5];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

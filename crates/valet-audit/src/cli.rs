@@ -1,0 +1,160 @@
+//! `valet audit`: collect, judge, render, and an exit code for CI.
+//!
+//! Exit codes: 0 no finding at or above `--fail-on`; 1 such findings exist;
+//! 2 the audit could not run (unreachable API server, bad kubeconfig).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use valet_core::consts::DEFAULT_ANNOTATION_PREFIX;
+use valet_core::settings::AnnotationKeys;
+
+use crate::collect::{CollectError, Scope, collect};
+use crate::judge::{Severity, judge};
+use crate::trust::{TrustOptions, check_all};
+use crate::{dot, report, table};
+
+/// Exit code when findings at or above `--fail-on` exist.
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code when the audit could not run (`main` maps `Err` to it).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+    Dot,
+}
+
+/// `valet audit [--namespace NS | --all-namespaces] [-o table|json|dot] ...`
+#[derive(clap::Args, Clone, Debug)]
+pub struct AuditArgs {
+    /// Audit this namespace only.
+    #[arg(
+        long,
+        short = 'n',
+        env = "VALET_AUDIT_NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: Option<String>,
+    /// Audit every namespace (the default when --namespace is not given).
+    #[arg(long, short = 'A')]
+    pub all_namespaces: bool,
+    #[arg(
+        long,
+        short = 'o',
+        value_enum,
+        default_value_t,
+        env = "VALET_AUDIT_OUTPUT"
+    )]
+    pub output: Output,
+    /// Exit 1 when a finding of this severity or worse exists.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "warning",
+        env = "VALET_AUDIT_FAIL_ON"
+    )]
+    pub fail_on: Severity,
+    /// Also check each role's OIDC trust chain (as `valet trust check` does).
+    #[arg(long, env = "VALET_AUDIT_WITH_TRUST")]
+    pub with_trust: bool,
+    /// Include Succeeded and Failed pods.
+    #[arg(long, env = "VALET_AUDIT_INCLUDE_COMPLETED")]
+    pub include_completed: bool,
+    /// Kubeconfig file; default: in-cluster config or $KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "VALET_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The webhook's --annotation-prefix.
+    #[arg(long, env = "VALET_ANNOTATION_PREFIX", default_value = DEFAULT_ANNOTATION_PREFIX)]
+    pub annotation_prefix: String,
+    /// Objects per list request.
+    #[arg(long, env = "VALET_AUDIT_PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+    #[command(flatten)]
+    pub trust: TrustOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot load kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("no Kubernetes credentials: {0} (pass --kubeconfig, set KUBECONFIG, or run in a pod)")]
+    Infer(String),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(String),
+    #[error(transparent)]
+    Collect(#[from] CollectError),
+    #[error("cannot encode the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub async fn client(path: Option<&Path>) -> Result<kube::Client, Error> {
+    let config = match path {
+        Some(p) => {
+            let kc = Kubeconfig::read_from(p).map_err(|e| Error::Kubeconfig {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::Kubeconfig {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Infer(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
+}
+
+/// Collects and judges; the report is what every output renders.
+pub async fn audit(client: &kube::Client, args: &AuditArgs) -> Result<report::Report, Error> {
+    let scope = Scope {
+        namespace: args.namespace.clone(),
+        include_completed: args.include_completed,
+        page_size: args.page_size,
+        keys: AnnotationKeys::new(&args.annotation_prefix),
+    };
+    let mut facts = collect(client, &scope).await?;
+    if args.with_trust {
+        facts.extra = check_all(
+            &facts,
+            &args.trust,
+            args.kubeconfig.clone(),
+            &args.annotation_prefix,
+        )
+        .await;
+    }
+    let findings = judge(&facts);
+    Ok(report::build(args.namespace.clone(), facts, findings))
+}
+
+pub fn render(r: &report::Report, output: Output) -> Result<String, Error> {
+    Ok(match output {
+        Output::Table => table::render(r),
+        Output::Json => serde_json::to_string_pretty(r)? + "\n",
+        Output::Dot => dot::render(r),
+    })
+}
+
+/// The exit code for a report under `--fail-on`.
+pub fn exit_code(r: &report::Report, fail_on: Severity) -> ExitCode {
+    if r.findings.iter().any(|f| f.severity >= fail_on) {
+        ExitCode::from(EXIT_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints the report on stdout. `Err` means the audit could not run: exit 2.
+pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
+    let client = client(args.kubeconfig.as_deref()).await?;
+    let r = audit(&client, &args).await?;
+    print!("{}", render(&r, args.output)?);
+    Ok(exit_code(&r, args.fail_on))
+}
