@@ -136,7 +136,11 @@ fn unannotated_pod_of_annotated_sa_is_missed() {
     let out = judge(&f);
     assert_eq!(kinds(&out), vec![(Severity::Warning, Kind::Missed)]);
     assert!(out[0].reason.contains("main, sidecar"), "{}", out[0].reason);
-    assert!(out[0].reason.contains("failurePolicy Ignore"));
+    assert!(
+        out[0].reason.contains("created before the webhook"),
+        "{}",
+        out[0].reason
+    );
     assert!(
         out[0].fix.contains("kubectl replace --force"),
         "{}",
