@@ -529,3 +529,13 @@ async fn container_credentials_config_reloads_and_refuses_bad_content() {
     })
     .await;
 }
+
+#[test]
+fn peer_version_flag_prints_and_exits() {
+    let out = Command::new(env!("CARGO_BIN_EXE_valet"))
+        .args(["webhook", "--version"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valet webhook "));
+}

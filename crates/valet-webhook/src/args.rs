@@ -79,6 +79,9 @@ pub struct PeerCompatFlags {
     pub compose_role_arn: Option<bool>,
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
     pub enable_debugging_handlers: Option<bool>,
+    /// Peer: print the version and exit.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
+    pub version: Option<bool>,
     /// klog flags.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
     pub logtostderr: Option<bool>,

@@ -53,6 +53,11 @@ pub enum Error {
 
 /// Runs the webhook until SIGTERM/SIGINT (a second signal exits at once).
 pub async fn run(args: WebhookArgs) -> Result<(), Error> {
+    if args.peer.version == Some(true) {
+        // The peer's `--version`: a deployment's probe or script may call it.
+        println!("valet webhook {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
     for note in args.peer.notes() {
         info!(note = %note, "peer flag");
     }
