@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 use valet_core::admission::{self, LookupFailure, SaLookup, Verdict};
 use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 
@@ -101,7 +101,9 @@ pub async fn mutate(
         .observe(started.elapsed().as_secs_f64());
     if !matches!(verdict, Verdict::Ignored) {
         let pod = req.object.as_ref().map(|p| p.display_name()).unwrap_or("");
-        info!(%ns, %pod, service_account = %sa, verdict = ?verdict, warnings = response.warnings.as_ref().map_or(0, Vec::len), "admission");
+        // Per-request lines are debug: at thousands of pods a second, an info
+        // line each would cost more than the admission itself.
+        debug!(%ns, %pod, service_account = %sa, verdict = ?verdict, warnings = response.warnings.as_ref().map_or(0, Vec::len), "admission");
     }
     (
         StatusCode::OK,
