@@ -31,6 +31,8 @@ enum Command {
     Broker(Box<valet_broker::cli::BrokerArgs>),
     /// Print the BucketAccess CustomResourceDefinition.
     Crd(valet_broker::cli::CrdArgs),
+    /// Which pods and ServiceAccounts got which roles and buckets; what is wrong or stale.
+    Audit(Box<valet_audit::cli::AuditArgs>),
     /// OIDC trust diagnosis: PASS/WARN/FAIL per link, with the fix.
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -59,6 +61,13 @@ fn main() -> ExitCode {
             cmd::block_on(async { Ok(valet_broker::cli::run_broker(*args).await?) })
         }
         Command::Crd(args) => valet_broker::cli::run_crd(args).map_err(Into::into),
+        Command::Audit(args) => cmd::block_on(async {
+            // Exit 1 means findings; an audit that could not run is 2.
+            Ok(valet_audit::cli::run(*args).await.unwrap_or_else(|e| {
+                eprintln!("valet: error: {e}");
+                ExitCode::from(valet_audit::cli::EXIT_ERROR)
+            }))
+        }),
         Command::Trust(TrustCommand::Check(args)) => {
             cmd::block_on(async { Ok(valet_broker::cli_trust::run(args).await?) })
         }

@@ -44,6 +44,7 @@ fn every_subcommand_has_help() {
         &["trust", "check", "--help"],
         &["certs", "--help"],
         &["crd", "--help"],
+        &["audit", "--help"],
     ] {
         let out = valet(cmd);
         assert!(
@@ -60,4 +61,30 @@ fn unknown_flags_fail_with_usage() {
     let out = valet(&["webhook", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+}
+
+#[test]
+fn audit_of_an_unreachable_cluster_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let out = valet(&["audit", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("valet: error:") && !err.contains("panicked"),
+        "{err}"
+    );
 }
