@@ -45,7 +45,9 @@ fn overlay(name: &str) -> anyhow::Result<Vec<Value>> {
         );
     } else {
         // Said, not silent: the overlay was still read and checked above.
-        println!("note: kubectl not installed; overlay {name} read by the test's own kustomize reader only");
+        println!(
+            "note: kubectl not installed; overlay {name} read by the test's own kustomize reader only"
+        );
     }
     Ok(docs)
 }
