@@ -9,31 +9,9 @@ use valet_broker::trust::{OutputFormat, Status, TrustReport};
 use crate::facts::Facts;
 use crate::judge::{Finding, Kind, Severity};
 
-/// The trust check's own options (issuer, AWS access to the bucket account).
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct TrustOptions {
-    /// With --with-trust: the cluster's issuer URL; default: discovered from the API server.
-    #[arg(long, env = "VALET_OIDC_ISSUER")]
-    pub issuer: Option<String>,
-    /// With --with-trust: extra CA certificates (PEM) for the issuer's documents.
-    #[arg(long, env = "VALET_ISSUER_CA_FILE")]
-    pub issuer_ca_file: Option<PathBuf>,
-    /// With --with-trust: provisioning role in the bucket account to assume for IAM reads.
-    #[arg(long, env = "VALET_BUCKET_ACCOUNT_ROLE_ARN")]
-    pub bucket_account_role_arn: Option<String>,
-    /// With --with-trust: external ID the provisioning role requires.
-    #[arg(long, env = "VALET_EXTERNAL_ID")]
-    pub external_id: Option<String>,
-    /// With --with-trust: IAM endpoint override (e.g. a moto server).
-    #[arg(long, env = "VALET_IAM_ENDPOINT")]
-    pub iam_endpoint: Option<String>,
-    /// With --with-trust: STS endpoint override.
-    #[arg(long, env = "VALET_STS_ENDPOINT")]
-    pub sts_endpoint: Option<String>,
-    /// With --with-trust: AWS region for STS.
-    #[arg(long, env = "VALET_AWS_REGION")]
-    pub region: Option<String>,
-}
+/// The trust check's own options (issuer, AWS access to the bucket account):
+/// the same flags as `valet trust check`.
+pub use valet_broker::cli_trust::TrustTarget as TrustOptions;
 
 /// Converts one trust report into findings on its ServiceAccount.
 pub fn findings_of(report: &TrustReport) -> Vec<Finding> {
@@ -91,15 +69,9 @@ pub async fn check_all(
             assume: false,
             fix: false,
             output: OutputFormat::Table,
-            issuer: opts.issuer.clone(),
-            issuer_ca_file: opts.issuer_ca_file.clone(),
             kubeconfig: kubeconfig.clone(),
             annotation_prefix: annotation_prefix.to_string(),
-            bucket_account_role_arn: opts.bucket_account_role_arn.clone(),
-            external_id: opts.external_id.clone(),
-            iam_endpoint: opts.iam_endpoint.clone(),
-            sts_endpoint: opts.sts_endpoint.clone(),
-            region: opts.region.clone(),
+            target: opts.clone(),
         };
         match check(&args).await {
             Ok(report) => out.extend(findings_of(&report)),

@@ -52,6 +52,19 @@ pub struct TrustCheckArgs {
         env = "VALET_TRUST_OUTPUT"
     )]
     pub output: OutputFormat,
+    /// Kubeconfig file; default: in-cluster config or $KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "VALET_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long, env = "VALET_ANNOTATION_PREFIX", default_value = DEFAULT_ANNOTATION_PREFIX)]
+    pub annotation_prefix: String,
+    #[command(flatten)]
+    pub target: TrustTarget,
+}
+
+/// Where the chain is checked: the issuer and AWS access to the bucket
+/// account. Shared with `valet audit --with-trust`, so both take the same flags.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TrustTarget {
     /// The cluster's issuer URL; default: discovered from the API server's
     /// /.well-known/openid-configuration.
     #[arg(long, env = "VALET_OIDC_ISSUER")]
@@ -59,11 +72,6 @@ pub struct TrustCheckArgs {
     /// Extra CA certificates (PEM) to trust when fetching the issuer's documents.
     #[arg(long, env = "VALET_ISSUER_CA_FILE")]
     pub issuer_ca_file: Option<PathBuf>,
-    /// Kubeconfig file; default: in-cluster config or $KUBECONFIG / ~/.kube/config.
-    #[arg(long, env = "VALET_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    #[arg(long, env = "VALET_ANNOTATION_PREFIX", default_value = DEFAULT_ANNOTATION_PREFIX)]
-    pub annotation_prefix: String,
     /// Provisioning role in the bucket account to assume for IAM reads (and --fix).
     #[arg(long, env = "VALET_BUCKET_ACCOUNT_ROLE_ARN")]
     pub bucket_account_role_arn: Option<String>,
@@ -105,7 +113,7 @@ pub async fn run(args: TrustCheckArgs) -> Result<ExitCode, Error> {
 
 /// The report `run` prints.
 pub async fn check(args: &TrustCheckArgs) -> Result<TrustReport, Error> {
-    let http = match &args.issuer_ca_file {
+    let http = match &args.target.issuer_ca_file {
         Some(path) => {
             let pem = tokio::fs::read(path)
                 .await
@@ -118,7 +126,7 @@ pub async fn check(args: &TrustCheckArgs) -> Result<TrustReport, Error> {
         None => OidcHttp::new(Vec::new())?,
     };
     let (ns, sa) = (args.namespace.as_str(), args.service_account.as_str());
-    let needs_kube = args.issuer.is_none()
+    let needs_kube = args.target.issuer.is_none()
         || args.token_file.is_none()
         || args.role_arn.is_none()
         || args.audience.is_none();
@@ -152,7 +160,7 @@ pub async fn check(args: &TrustCheckArgs) -> Result<TrustReport, Error> {
         .unwrap_or_else(|| DEFAULT_TOKEN_AUDIENCE.to_string());
     let role_arn = resolve_role(args, &kube, &sa_obj, annotation(ANN_ROLE_ARN));
 
-    let issuer = match &args.issuer {
+    let issuer = match &args.target.issuer {
         Some(i) => Ok(i.clone()),
         None => match &kube {
             Some(Ok(c)) => discover_issuer(c)
@@ -188,15 +196,19 @@ pub async fn check(args: &TrustCheckArgs) -> Result<TrustReport, Error> {
     };
 
     let aws_config = AwsConfig {
-        region: args.region.clone(),
-        iam_endpoint: args.iam_endpoint.clone(),
-        sts_endpoint: args.sts_endpoint.clone(),
+        region: args.target.region.clone(),
+        iam_endpoint: args.target.iam_endpoint.clone(),
+        sts_endpoint: args.target.sts_endpoint.clone(),
         credentials: None,
     };
     let base = AwsClients::load(&aws_config).await;
-    let aws = match &args.bucket_account_role_arn {
+    let aws = match &args.target.bucket_account_role_arn {
         Some(role) => base
-            .assume_checked(role, args.external_id.as_deref(), "valet-trust-check")
+            .assume_checked(
+                role,
+                args.target.external_id.as_deref(),
+                "valet-trust-check",
+            )
             .await
             .map_err(|e| e.to_string()),
         None => Ok(base),

@@ -273,7 +273,7 @@ async fn unreachable_sts_for_the_provisioning_role_is_reported_not_fatal() {
     let c = Cluster::new(Chain::healthy().await, true).await;
     // moto accepts any external ID, so break the STS endpoint instead.
     let mut args = c.args(&[]);
-    args.sts_endpoint = Some(
+    args.target.sts_endpoint = Some(
         valet_testkit::oidc::OidcIssuer::unreachable_url()
             .expect("port")
             .replace("/keys", ""),
