@@ -10,10 +10,13 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 # start_cluster DIR N [STATIC_PORT]: API server with N ServiceAccounts.
 start_cluster() {
   "$SUPPORT" serve "$@" >/dev/null & PIDS+=($!)
+  CLUSTER_PID=$!
   for _ in $(seq 1 1200); do [ -f "$1/ready" ] && return 0; sleep 0.1; done
   echo "API server did not start" >&2; exit 1
 }

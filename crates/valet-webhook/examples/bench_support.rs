@@ -20,6 +20,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use valet_testkit::apiserver::ApiServer;
 
+// The same allocator as the `valet` binary, so that the baseline runs the same
+// stack.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
