@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 use serde_json::Value;
 use valet_core::mutate::Outcome;
 use valet_core::settings::{ContainerCredentialsIdentities, MutationFlags, Settings};
@@ -48,7 +49,7 @@ pub fn run(args: MutateArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{sa_name}: cannot read"))?;
     let sa_value = parse_manifest(&sa_name, &sa_text, "ServiceAccount")?;
 
-    let pod: PodView = serde_json::from_value(pod_value.clone())
+    let pod = PodView::deserialize(pod_value.clone())
         .with_context(|| format!("{pod_name}: not a valid Pod"))?;
     let annotations: BTreeMap<String, String> = match sa_value.pointer("/metadata/annotations") {
         None | Some(Value::Null) => BTreeMap::new(),
@@ -108,9 +109,9 @@ pub fn run(args: MutateArgs) -> anyhow::Result<ExitCode> {
         eprintln!("valet: warning: {w}");
     }
     match args.output {
-        Output::Patch => println!("{}", serde_json::to_string(&mutation.patch)?),
+        Output::Patch => println!("{}", serde_json::to_string(&mutation.patch())?),
         Output::Pod => {
-            json_patch::patch(&mut pod_value, &mutation.patch).with_context(|| {
+            json_patch::patch(&mut pod_value, &mutation.patch()).with_context(|| {
                 format!("{pod_name}: the patch does not apply (please report this bug)")
             })?;
             print!("{}", serde_yaml_ng::to_string(&pod_value)?);

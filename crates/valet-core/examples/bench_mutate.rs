@@ -129,6 +129,36 @@ fn time_per_iter(budget: Duration, mut f: impl FnMut()) -> f64 {
     start.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// ns per op of decode, admit and encode alone, and of the parse floor.
+fn stage_times(budget: Duration, body: &[u8], sa: &SaConfig, settings: &Settings) -> [f64; 4] {
+    let decode = time_per_iter(budget, || {
+        black_box(admission::decode(black_box(body)).unwrap());
+    });
+    let req = admission::decode(body).unwrap();
+    let admit = || {
+        admission::admit(
+            &req,
+            SaLookup::Found(sa),
+            false,
+            settings,
+            LookupFailure::Allow,
+            7,
+        )
+        .0
+    };
+    let admit_ns = time_per_iter(budget, || {
+        black_box(admit());
+    });
+    let resp = admit();
+    let encode = time_per_iter(budget, || {
+        black_box(admission::encode(black_box(&resp)));
+    });
+    let floor = time_per_iter(budget, || {
+        black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(body)).unwrap());
+    });
+    [decode, admit_ns, encode, floor]
+}
+
 fn main() {
     let budget = Duration::from_millis(
         std::env::args()
@@ -162,6 +192,7 @@ fn main() {
         "pod", "review bytes", "valet ns/op", "serde ns/op", "ratio"
     );
     let mut worst: f64 = 0.0;
+    let mut stages = Vec::new();
     for (label, size) in [("1KB", 1024), ("8KB", 8 * 1024), ("64KB", 64 * 1024)] {
         let body = review(size);
         // Sanity: the review is mutated, so the measured path is the full one.
@@ -186,7 +217,7 @@ fn main() {
                 LookupFailure::Allow,
                 7,
             );
-            black_box(admission::encode(resp));
+            black_box(admission::encode(&resp));
         });
         let base = time_per_iter(budget, || {
             let v: Value = serde_json::from_slice(black_box(&body)).unwrap();
@@ -198,6 +229,17 @@ fn main() {
             "{label:>8} {:>12} {ours:>14.0} {base:>14.0} {ratio:>6.2}x",
             body.len()
         );
+        stages.push((label, stage_times(budget / 3, &body, &sa, &settings)));
+    }
+    println!(
+        "\nwhere valet's time goes (ns/op); floor = serde_json skipping the body without building anything"
+    );
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>10}",
+        "pod", "decode", "admit", "encode", "floor"
+    );
+    for (label, [d, a, e, f]) in stages {
+        println!("{label:>8} {d:>10.0} {a:>10.0} {e:>10.0} {f:>10.0}");
     }
     println!(
         "worst ratio {worst:.2}x (target <= 1.50x): {}",

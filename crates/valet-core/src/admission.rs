@@ -2,15 +2,59 @@
 //!
 //! The webhook's handler only decodes, looks the ServiceAccount up, calls
 //! [`admit`] and encodes; everything that decides the answer is here, pure.
+//!
+//! Every pod creation in the cluster passes through here, so the review is
+//! read lean: strings borrow from the body, and what the decision does not
+//! need (`userInfo`, `oldObject`, `options`, most of the pod) is skipped by
+//! the parser without being built. The answer is written straight to bytes.
 
-use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde::Deserialize;
 
 use crate::identity::SaConfig;
 use crate::mutate::{Mutation, Outcome, mutate};
 use crate::pod::PodView;
 use crate::settings::Settings;
+use crate::text::Str;
 
-pub type PodRequest = AdmissionRequest<PodView>;
+/// The `request` of an AdmissionReview, as far as the webhook reads it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRequest<'a> {
+    /// `apiVersion` of the review, echoed in the response.
+    #[serde(skip)]
+    pub api_version: Str<'a>,
+    #[serde(borrow)]
+    pub uid: Str<'a>,
+    #[serde(borrow)]
+    pub kind: GroupVersionKind<'a>,
+    #[serde(default, borrow)]
+    pub sub_resource: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub operation: Str<'a>,
+    #[serde(default, borrow)]
+    pub object: Option<PodView<'a>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct GroupVersionKind<'a> {
+    #[serde(default, borrow)]
+    pub group: Str<'a>,
+    #[serde(default, borrow)]
+    pub version: Str<'a>,
+    #[serde(default, borrow)]
+    pub kind: Str<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Review<'a> {
+    #[serde(default, borrow)]
+    api_version: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    request: Option<PodRequest<'a>>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -20,30 +64,65 @@ pub enum DecodeError {
     NoRequest,
 }
 
+/// The review version this webhook speaks (and answers when a review does
+/// not say).
+pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
+
 /// Decodes a review body; only the fields of the pod that matter are read.
-pub fn decode(body: &[u8]) -> Result<PodRequest, DecodeError> {
-    let review: AdmissionReview<PodView> = serde_json::from_slice(body)?;
-    review.try_into().map_err(|_| DecodeError::NoRequest)
+pub fn decode(body: &[u8]) -> Result<PodRequest<'_>, DecodeError> {
+    let review: Review<'_> = serde_json::from_slice(body)?;
+    let mut req = review.request.ok_or(DecodeError::NoRequest)?;
+    req.api_version = review.api_version.unwrap_or(Str::from(REVIEW_API_VERSION));
+    Ok(req)
 }
 
 /// True for the requests this webhook changes: Pod CREATE (not a subresource).
-pub fn is_pod_create(req: &PodRequest) -> bool {
+pub fn is_pod_create(req: &PodRequest<'_>) -> bool {
     req.kind.group.is_empty()
         && req.kind.kind == "Pod"
-        && req.operation == Operation::Create
-        && req.sub_resource.is_none()
+        && req.operation == "CREATE"
+        && req.sub_resource.as_deref().is_none_or(str::is_empty)
         && req.object.is_some()
 }
 
 /// The namespace and ServiceAccount of the pod under review.
-pub fn pod_service_account(req: &PodRequest) -> Option<(&str, &str)> {
+pub fn pod_service_account<'r>(req: &'r PodRequest<'_>) -> Option<(&'r str, &'r str)> {
     let pod = req.object.as_ref()?;
     let ns = req
         .namespace
         .as_deref()
+        .filter(|s| !s.is_empty())
         .or(pod.metadata.namespace.as_deref())
         .unwrap_or("default");
     Some((ns, pod.service_account()))
+}
+
+/// The webhook's answer to one review.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response<'r> {
+    /// The review's `apiVersion`, echoed.
+    pub api_version: &'r str,
+    pub uid: &'r str,
+    pub allowed: bool,
+    /// Why the pod was refused (`status.message`), when it was.
+    pub denial: Option<String>,
+    /// The JSON Patch document (not yet base64).
+    pub patch: Option<Vec<u8>>,
+    /// Shown by kubectl.
+    pub warnings: Vec<String>,
+}
+
+impl<'r> Response<'r> {
+    fn allow(req: &'r PodRequest<'_>) -> Self {
+        Response {
+            api_version: &req.api_version,
+            uid: &req.uid,
+            allowed: true,
+            denial: None,
+            patch: None,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// What the ServiceAccount lookup found.
@@ -91,15 +170,15 @@ impl Verdict {
 }
 
 /// Decides the response for a decoded request.
-pub fn admit(
-    req: &PodRequest,
+pub fn admit<'r>(
+    req: &'r PodRequest<'_>,
     lookup: SaLookup<'_>,
     container_credentials: bool,
     settings: &Settings,
     on_failure: LookupFailure,
     jitter: u64,
-) -> (AdmissionResponse, Verdict) {
-    let response = AdmissionResponse::from(req);
+) -> (Response<'r>, Verdict) {
+    let mut response = Response::allow(req);
     let (Some(pod), Some((ns, sa_name))) = (req.object.as_ref(), pod_service_account(req)) else {
         return (response, Verdict::Ignored);
     };
@@ -113,105 +192,85 @@ pub fn admit(
         SaLookup::NotFound | SaLookup::Unavailable(_) if container_credentials => &empty,
         SaLookup::NotFound => return (response, Verdict::Decided(Outcome::NotConfigured)),
         SaLookup::Unavailable(why) => {
-            let message = format!(
-                "storage-valet could not read ServiceAccount {ns}/{sa_name} ({why}); \
-                 the pod was admitted without AWS credentials: recreate it once the API server is reachable"
-            );
-            return match on_failure {
-                LookupFailure::Allow => (with_warnings(response, vec![message]), Verdict::LookupFailedAllowed),
-                LookupFailure::Deny => (
-                    response.deny(format!(
+            let verdict = match on_failure {
+                LookupFailure::Allow => {
+                    response.warnings.push(format!(
+                        "storage-valet could not read ServiceAccount {ns}/{sa_name} ({why}); \
+                         the pod was admitted without AWS credentials: recreate it once the API server is reachable"
+                    ));
+                    Verdict::LookupFailedAllowed
+                }
+                LookupFailure::Deny => {
+                    response.allowed = false;
+                    response.denial = Some(format!(
                         "storage-valet could not read ServiceAccount {ns}/{sa_name} ({why}); retry shortly"
-                    )),
-                    Verdict::LookupFailedDenied,
-                ),
+                    ));
+                    Verdict::LookupFailedDenied
+                }
             };
+            return (response, verdict);
         }
     };
-    let Mutation {
-        patch,
-        outcome,
-        warnings,
-    } = mutate(pod, ns, sa, container_credentials, settings, jitter);
-    let mut response = with_warnings(response, warnings);
-    if !patch.0.is_empty() {
-        // Serialised here rather than by `with_patch`: [`encode`] writes the
-        // wire form (and its patchType) itself. A patch of strings and
-        // numbers always serialises.
+    let mutation: Mutation<'_> = mutate(pod, ns, sa, container_credentials, settings, jitter);
+    if !mutation.ops.is_empty() {
         let mut bytes = Vec::with_capacity(1024);
-        if serde_json::to_writer(&mut bytes, &patch).is_ok() {
-            response.patch = Some(bytes);
-        }
+        mutation.write_patch(&mut bytes);
+        response.patch = Some(bytes);
     }
-    (response, Verdict::Decided(outcome))
+    response.warnings = mutation.warnings;
+    (response, Verdict::Decided(mutation.outcome))
 }
 
-fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {
-    if !warnings.is_empty() {
-        response.warnings = Some(warnings);
-    }
-    response
-}
-
-/// Encodes the response as an `admission.k8s.io/v1` AdmissionReview.
-///
-/// kube-core's `AdmissionResponse` serialises `patch` (a `Vec<u8>`) as an
-/// array of numbers (kube-rs issue #1781); the API server decodes `[]byte`
-/// from base64 and would refuse it. So the wire form is written here.
-pub fn encode(response: AdmissionResponse) -> Vec<u8> {
+/// Encodes the response as an AdmissionReview: `patch` is base64 as the API
+/// server's `[]byte` wants it (kube-core's own type would write an array of
+/// numbers: kube-rs issue #1781), with `patchType: JSONPatch`.
+pub fn encode(response: &Response<'_>) -> Vec<u8> {
+    use crate::mutate::write_json_str as s;
     use base64::Engine;
-    use serde::Serialize;
 
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Review<'a> {
-        api_version: &'a str,
-        kind: &'a str,
-        response: Response<'a>,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Response<'a> {
-        uid: &'a str,
-        allowed: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        status: Option<&'a kube_core::Status>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch_type: Option<&'static str>,
-        #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
-        audit_annotations: &'a std::collections::HashMap<String, String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        warnings: Option<&'a [String]>,
-    }
-    let patch = response
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let patch_len = response
         .patch
-        .as_deref()
-        .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
-    let status = &response.result;
-    let has_status = !response.allowed || !status.message.is_empty() || status.code != 0;
-    let review = Review {
-        api_version: non_empty(&response.types.api_version, "admission.k8s.io/v1"),
-        kind: non_empty(&response.types.kind, "AdmissionReview"),
-        response: Response {
-            uid: &response.uid,
-            allowed: response.allowed,
-            status: has_status.then_some(status),
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch,
-            audit_annotations: &response.audit_annotations,
-            warnings: response.warnings.as_deref(),
-        },
-    };
-    let mut out = Vec::with_capacity(256 + review.response.patch.as_ref().map_or(0, String::len));
-    // A review of strings, bools and maps of strings always serialises.
-    let _ = serde_json::to_writer(&mut out, &review);
+        .as_ref()
+        .map_or(0, |p| p.len().div_ceil(3) * 4);
+    let mut out = Vec::with_capacity(192 + patch_len);
+    out.extend_from_slice(b"{\"apiVersion\":");
+    s(&mut out, response.api_version);
+    out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    s(&mut out, response.uid);
+    out.extend_from_slice(if response.allowed {
+        b",\"allowed\":true"
+    } else {
+        b",\"allowed\":false"
+    });
+    if let Some(message) = &response.denial {
+        out.extend_from_slice(b",\"status\":{\"message\":");
+        s(&mut out, message);
+        out.push(b'}');
+    }
+    if let Some(patch) = &response.patch {
+        // base64 needs no JSON escaping: it is written in place.
+        out.extend_from_slice(b",\"patch\":\"");
+        let start = out.len();
+        out.resize(start + patch_len, 0);
+        let written = b64
+            .encode_slice(patch, &mut out[start..])
+            .expect("buffer sized for the encoding");
+        out.truncate(start + written);
+        out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
+    }
+    if !response.warnings.is_empty() {
+        out.extend_from_slice(b",\"warnings\":[");
+        for (i, w) in response.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            s(&mut out, w);
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"}}");
     out
-}
-
-fn non_empty<'a>(s: &'a str, default: &'a str) -> &'a str {
-    if s.is_empty() { default } else { s }
 }
 
 #[cfg(test)]
@@ -252,7 +311,8 @@ mod tests {
 
     #[test]
     fn mutates_pod_create_and_echoes_uid() {
-        let req = decode(&review("Pod", "CREATE", "app")).unwrap();
+        let body = review("Pod", "CREATE", "app");
+        let req = decode(&body).unwrap();
         assert_eq!(pod_service_account(&req), Some(("team-a", "app")));
         let sa = sa();
         let (resp, verdict) = admit(
@@ -264,7 +324,7 @@ mod tests {
             0,
         );
         assert_eq!(verdict, Verdict::Decided(Outcome::Mutated));
-        let out: Value = serde_json::from_slice(&encode(resp)).unwrap();
+        let out: Value = serde_json::from_slice(&encode(&resp)).unwrap();
         assert_eq!(
             out["response"]["uid"],
             "705ab4f5-6393-11e8-b7cc-42010a800002"
@@ -293,7 +353,8 @@ mod tests {
             ("Pod", "DELETE"),
             ("Deployment", "CREATE"),
         ] {
-            let req = decode(&review(kind, op, "app")).unwrap();
+            let body = review(kind, op, "app");
+            let req = decode(&body).unwrap();
             let (resp, verdict) = admit(
                 &req,
                 SaLookup::Found(&sa),
@@ -309,7 +370,8 @@ mod tests {
 
     #[test]
     fn lookup_failure_policies() {
-        let req = decode(&review("Pod", "CREATE", "app")).unwrap();
+        let body = review("Pod", "CREATE", "app");
+        let req = decode(&body).unwrap();
         let s = Settings::default();
         let (resp, v) = admit(
             &req,
@@ -321,7 +383,7 @@ mod tests {
         );
         assert_eq!(v, Verdict::LookupFailedAllowed);
         assert!(resp.allowed);
-        assert!(resp.warnings.unwrap()[0].contains("team-a/app"));
+        assert!(resp.warnings[0].contains("team-a/app"));
         let (resp, v) = admit(
             &req,
             SaLookup::Unavailable("timeout"),
@@ -332,7 +394,7 @@ mod tests {
         );
         assert_eq!(v, Verdict::LookupFailedDenied);
         assert!(!resp.allowed);
-        assert!(resp.result.message.contains("retry"));
+        assert!(resp.denial.as_deref().unwrap().contains("retry"));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! the webhook does.
 //!
 //! - [`identity`]: ServiceAccount annotations -> [`identity::SaConfig`]
-//! - [`pod`]: the lean view of a Pod that the decision needs
+//! - [`pod`]: the lean view of a Pod that the decision needs ([`text`]: its
+//!   strings, borrowed from the request body)
 //! - [`mutate`]: pod + identity + settings -> RFC 6902 JSON Patch
 //! - [`admission`]: AdmissionReview in, AdmissionReview out
 //! - [`arn`], [`bucket`]: typed values with the checks AWS makes
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod mutate;
 pub mod pod;
 pub mod settings;
+pub mod text;
 
 pub use identity::{AnnotationProblem, SaConfig};
 pub use mutate::{Mutation, Outcome, mutate};

@@ -7,14 +7,16 @@
 //! types did not know would be lost that way), never overrides an env var a
 //! container already sets, and never removes anything.
 
-use json_patch::{AddOperation, Patch, PatchOperation};
-use jsonptr::PointerBuf;
-use serde_json::{Map, Value, json};
+use json_patch::Patch;
 
 use crate::consts::*;
 use crate::identity::{SaConfig, parse_expiration};
 use crate::pod::{ContainerView, PodView};
 use crate::settings::Settings;
+
+mod ops;
+pub use ops::{AddOp, Val, write_str as write_json_str};
+use ops::{add, obj};
 
 /// Why the pod was or was not changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,11 +48,26 @@ impl Outcome {
 
 /// The decision for one pod.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Mutation {
-    pub patch: Patch,
+pub struct Mutation<'a> {
+    /// The patch, as `add` operations that borrow from the pod, the
+    /// ServiceAccount and the settings until they are written.
+    pub ops: Vec<AddOp<'a>>,
     pub outcome: Outcome,
     /// Shown to the kubectl user as admission warnings.
     pub warnings: Vec<String>,
+}
+
+impl Mutation<'_> {
+    /// The patch as a typed RFC 6902 document.
+    pub fn patch(&self) -> Patch {
+        Patch(self.ops.iter().map(AddOp::to_operation).collect())
+    }
+
+    /// Writes the patch as JSON, as `serde_json::to_writer(&self.patch())`
+    /// would, without building it first (the webhook's hot path).
+    pub fn write_patch(&self, out: &mut Vec<u8>) {
+        ops::write_patch(&self.ops, out)
+    }
 }
 
 /// Which credentials the pod gets.
@@ -67,14 +84,14 @@ enum Mode<'a> {
 /// `jitter` is any random number: like the peer, container-credentials tokens
 /// with the default lifetime get a lifetime drawn from [600, 86400] so that
 /// refreshes spread out; passing it in keeps this function pure.
-pub fn mutate(
-    pod: &PodView,
+pub fn mutate<'a>(
+    pod: &PodView<'_>,
     namespace: &str,
-    sa: &SaConfig,
+    sa: &'a SaConfig,
     container_credentials: bool,
-    settings: &Settings,
+    settings: &'a Settings,
     jitter: u64,
-) -> Mutation {
+) -> Mutation<'a> {
     let sa_name = pod.service_account();
     let mut warnings: Vec<String> = sa
         .problems
@@ -100,7 +117,7 @@ pub fn mutate(
             Outcome::Invalid
         };
         return Mutation {
-            patch: Patch(Vec::new()),
+            ops: Vec::new(),
             outcome,
             warnings,
         };
@@ -145,14 +162,22 @@ pub fn mutate(
         token_file = format!("C:{}", token_file.replace('/', "\\"));
     }
 
-    let aws_env: Vec<(&str, &str)> = match mode {
-        Mode::WebIdentity { role_arn } => vec![
-            (ENV_ROLE_ARN, role_arn),
-            (ENV_WEB_IDENTITY_TOKEN_FILE, &token_file),
+    // The token file is the one value built here; every container shares it.
+    let token_file: std::sync::Arc<str> = token_file.into();
+    let aws_env: [(&str, Val<'a>); 2] = match mode {
+        Mode::WebIdentity { role_arn } => [
+            (ENV_ROLE_ARN, Val::from(role_arn)),
+            (ENV_WEB_IDENTITY_TOKEN_FILE, Val::Shared(token_file)),
         ],
-        Mode::ContainerCredentials => vec![
-            (ENV_CONTAINER_CREDENTIALS_FULL_URI, cc.full_uri.as_str()),
-            (ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE, &token_file),
+        Mode::ContainerCredentials => [
+            (
+                ENV_CONTAINER_CREDENTIALS_FULL_URI,
+                Val::from(cc.full_uri.as_str()),
+            ),
+            (
+                ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE,
+                Val::Shared(token_file),
+            ),
         ],
     };
     let plan = ContainerPlan {
@@ -173,14 +198,21 @@ pub fn mutate(
         .find(|v| v.name == volume_name)
     {
         None => {
-            let volume = json!({
-                "name": volume_name,
-                "projected": {"sources": [{"serviceAccountToken": {
-                    "audience": audience,
-                    "expirationSeconds": expiration,
-                    "path": token_path,
-                }}]},
-            });
+            let token = obj([
+                ("audience", Val::from(audience)),
+                ("expirationSeconds", Val::Int(expiration)),
+                ("path", Val::from(token_path)),
+            ]);
+            let volume = obj([
+                ("name", Val::from(volume_name)),
+                (
+                    "projected",
+                    obj([(
+                        "sources",
+                        Val::Arr(vec![obj([("serviceAccountToken", token)])]),
+                    )]),
+                ),
+            ]);
             push_to_array(
                 &mut ops,
                 &["spec", "volumes"],
@@ -196,7 +228,7 @@ pub fn mutate(
                  {audience:?}: storage-valet injected nothing; rename that volume to get AWS credentials"
             ));
             return Mutation {
-                patch: Patch(Vec::new()),
+                ops: Vec::new(),
                 outcome: Outcome::Conflict,
                 warnings,
             };
@@ -216,7 +248,7 @@ pub fn mutate(
         ("containers", &pod.spec.containers),
     ] {
         for (i, c) in list.iter().flatten().enumerate() {
-            if !skip.iter().any(|s| s == &c.name) {
+            if !skip.contains(&c.name.as_str()) {
                 plan.apply(&mut ops, field, i, c);
             }
         }
@@ -228,15 +260,15 @@ pub fn mutate(
     };
     record(&mut ops, pod, &mode, &sa.bucket_env);
     Mutation {
-        patch: Patch(ops),
+        ops,
         outcome,
         warnings,
     }
 }
 
 /// What each container gets.
-struct ContainerPlan<'a> {
-    aws_env: &'a [(&'a str, &'a str)],
+struct ContainerPlan<'p, 'a> {
+    aws_env: &'p [(&'a str, Val<'a>)],
     regional_sts: bool,
     region: Option<&'a str>,
     bucket_env: &'a [(Box<str>, Box<str>)],
@@ -244,9 +276,15 @@ struct ContainerPlan<'a> {
     mount_path: &'a str,
 }
 
-impl ContainerPlan<'_> {
-    fn apply(&self, ops: &mut Vec<PatchOperation>, field: &str, index: usize, c: &ContainerView) {
-        let mut env: Vec<(&str, &str)> = Vec::new();
+impl<'a> ContainerPlan<'_, 'a> {
+    fn apply(
+        &self,
+        ops: &mut Vec<AddOp<'a>>,
+        field: &'static str,
+        index: usize,
+        c: &ContainerView,
+    ) {
+        let mut env: Vec<(&str, Val<'a>)> = Vec::new();
         let credentials_set = self.aws_env.iter().any(|(k, _)| c.has_env(k));
         let region_set = c.has_env(ENV_REGION) || c.has_env(ENV_DEFAULT_REGION);
         let sts_set = c.has_env(ENV_STS_REGIONAL_ENDPOINTS);
@@ -255,34 +293,43 @@ impl ContainerPlan<'_> {
         let complete = credentials_set && region_set && sts_set;
         if !complete {
             if !sts_set && self.regional_sts {
-                env.push((ENV_STS_REGIONAL_ENDPOINTS, STS_REGIONAL));
+                env.push((ENV_STS_REGIONAL_ENDPOINTS, Val::from(STS_REGIONAL)));
             }
             if let (false, Some(region)) = (region_set, self.region) {
-                env.push((ENV_DEFAULT_REGION, region));
-                env.push((ENV_REGION, region));
+                env.push((ENV_DEFAULT_REGION, Val::from(region)));
+                env.push((ENV_REGION, Val::from(region)));
             }
             // Either variable set by the user means they chose their own
             // credentials: setting only the other one would mix two identities.
             if !credentials_set {
-                env.extend_from_slice(self.aws_env);
+                env.extend(self.aws_env.iter().cloned());
             }
         }
         for (k, v) in self.bucket_env {
             if !c.has_env(k) {
-                env.push((k, v));
+                env.push((k, Val::from(&**v)));
             }
         }
-        let index = index.to_string();
         if !env.is_empty() {
-            let vars = env.iter().map(|(k, v)| json!({"name": k, "value": v}));
-            push_all(ops, &["spec", field, &index, "env"], c.env.is_some(), vars);
+            let vars = env
+                .into_iter()
+                .map(|(k, v)| obj([("name", Val::from(k)), ("value", v)]));
+            push_all(
+                ops,
+                &["spec", field, &index.to_string(), "env"],
+                c.env.is_some(),
+                vars,
+            );
         }
         if !complete && !c.has_mount(self.volume_name) {
-            let mount =
-                json!({"name": self.volume_name, "readOnly": true, "mountPath": self.mount_path});
+            let mount = obj([
+                ("name", Val::from(self.volume_name)),
+                ("readOnly", Val::Bool(true)),
+                ("mountPath", Val::from(self.mount_path)),
+            ]);
             push_to_array(
                 ops,
-                &["spec", field, &index, "volumeMounts"],
+                &["spec", field, &index.to_string(), "volumeMounts"],
                 c.volume_mounts.is_some(),
                 mount,
             );
@@ -291,50 +338,52 @@ impl ContainerPlan<'_> {
 }
 
 /// Records on the pod what it was given, for `valet audit`.
-fn record(
-    ops: &mut Vec<PatchOperation>,
+fn record<'a>(
+    ops: &mut Vec<AddOp<'a>>,
     pod: &PodView,
-    mode: &Mode<'_>,
+    mode: &Mode<'a>,
     bucket_env: &[(Box<str>, Box<str>)],
 ) {
     let existing = pod.metadata.annotations.as_ref();
     // After the first `add` creates a missing map, later keys go into it.
     let mut created = false;
-    let mut set = |ops: &mut Vec<PatchOperation>, key: &str, value: &str| match existing {
-        Some(m) if m.get(key).map(String::as_str) == Some(value) => {}
+    let mut set = |ops: &mut Vec<AddOp<'a>>, key: &'static str, value: Val<'a>| match existing {
+        Some(m) if m.get(key) == Some(value.as_str()) => {}
         None if !created => {
             created = true;
-            ops.push(add(&["metadata", "annotations"], json!({ key: value })));
+            ops.push(add(&["metadata", "annotations"], obj([(key, value)])));
         }
-        _ => ops.push(add(&["metadata", "annotations", key], Value::from(value))),
+        _ => ops.push(add(&["metadata", "annotations", key], value)),
     };
     match mode {
         Mode::WebIdentity { role_arn } => {
-            set(ops, ANN_INJECTED_MODE, MODE_WEB_IDENTITY);
-            set(ops, ANN_INJECTED_ROLE_ARN, role_arn);
+            set(ops, ANN_INJECTED_MODE, Val::from(MODE_WEB_IDENTITY));
+            set(ops, ANN_INJECTED_ROLE_ARN, Val::from(*role_arn));
         }
-        Mode::ContainerCredentials => set(ops, ANN_INJECTED_MODE, MODE_CONTAINER_CREDENTIALS),
+        Mode::ContainerCredentials => set(
+            ops,
+            ANN_INJECTED_MODE,
+            Val::from(MODE_CONTAINER_CREDENTIALS),
+        ),
     }
     if !bucket_env.is_empty() {
-        let map: Map<String, Value> = bucket_env
+        // serde_json's map sorts its keys: the recorded value is canonical.
+        let map: serde_json::Map<String, serde_json::Value> = bucket_env
             .iter()
-            .map(|(k, v)| (k.to_string(), Value::from(v.as_ref())))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_ref())))
             .collect();
-        set(
-            ops,
-            ANN_INJECTED_BUCKET_ENV,
-            &Value::Object(map).to_string(),
-        );
+        let json = serde_json::Value::Object(map).to_string();
+        set(ops, ANN_INJECTED_BUCKET_ENV, Val::Shared(json.into()));
     }
 }
 
 /// Container names of the pod's `skip-containers` annotation (comma-separated;
 /// the peer reads it as one CSV record).
-fn skipped_containers(
-    pod: &PodView,
+fn skipped_containers<'p>(
+    pod: &'p PodView<'_>,
     settings: &Settings,
     warnings: &mut Vec<String>,
-) -> Vec<String> {
+) -> Vec<&'p str> {
     let Some(value) = pod.annotation(&settings.keys.skip_containers) else {
         return Vec::new();
     };
@@ -347,54 +396,47 @@ fn skipped_containers(
     }
     value
         .split(',')
-        .map(|s| s.trim().to_string())
+        .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect()
 }
 
 /// `add` of a map entry under `/metadata/<field>`, creating the map if absent,
 /// skipped when the entry already has the value.
-fn add_map_entry(
-    ops: &mut Vec<PatchOperation>,
+fn add_map_entry<'a>(
+    ops: &mut Vec<AddOp<'a>>,
     field: &str,
-    map: Option<&std::collections::BTreeMap<String, String>>,
-    key: &str,
-    value: &str,
+    map: Option<&crate::text::StrMap<'_>>,
+    key: &'static str,
+    value: &'static str,
 ) {
     match map {
-        Some(m) if m.get(key).map(String::as_str) == Some(value) => {}
-        Some(_) => ops.push(add(&["metadata", field, key], Value::from(value))),
-        None => ops.push(add(&["metadata", field], json!({ key: value }))),
+        Some(m) if m.get(key) == Some(value) => {}
+        Some(_) => ops.push(add(&["metadata", field, key], Val::from(value))),
+        None => ops.push(add(&["metadata", field], obj([(key, Val::from(value))]))),
     }
 }
 
-fn push_to_array(ops: &mut Vec<PatchOperation>, path: &[&str], exists: bool, value: Value) {
+fn push_to_array<'a>(ops: &mut Vec<AddOp<'a>>, path: &[&str], exists: bool, value: Val<'a>) {
     push_all(ops, path, exists, std::iter::once(value));
 }
 
 /// Appends to an existing array entry by entry, or adds the array.
-fn push_all(
-    ops: &mut Vec<PatchOperation>,
+fn push_all<'a>(
+    ops: &mut Vec<AddOp<'a>>,
     path: &[&str],
     exists: bool,
-    values: impl Iterator<Item = Value>,
+    values: impl Iterator<Item = Val<'a>>,
 ) {
     if exists {
         for v in values {
-            let mut p = PointerBuf::from_tokens(path.iter().copied());
-            p.push_back("-");
-            ops.push(PatchOperation::Add(AddOperation { path: p, value: v }));
+            let mut op = add(path, v);
+            op.path.push_str("/-");
+            ops.push(op);
         }
     } else {
-        ops.push(add(path, Value::Array(values.collect())));
+        ops.push(add(path, Val::Arr(values.collect())));
     }
-}
-
-fn add(path: &[&str], value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation {
-        path: PointerBuf::from_tokens(path.iter().copied()),
-        value,
-    })
 }
 
 /// Go's `filepath.Join` on Unix: joins and cleans (the peer builds the token

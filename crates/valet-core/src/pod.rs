@@ -5,69 +5,98 @@
 //! object without building it. Fields that are absent are `None`, not empty:
 //! JSON Patch must `add` a missing array but append to an existing one.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+use crate::text::{Str, StrMap};
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct PodView {
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: PodSpecView,
+pub struct PodView<'a> {
+    #[serde(default, borrow)]
+    pub metadata: MetaView<'a>,
+    #[serde(default, borrow)]
+    pub spec: PodSpecView<'a>,
+}
+
+/// The pod's metadata that the mutation reads (not `managedFields`,
+/// `ownerReferences`, ...: serde skips those without building them).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaView<'a> {
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Str<'a>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub generate_name: Option<Str<'a>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Str<'a>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<StrMap<'a>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<StrMap<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct PodSpecView {
-    pub service_account_name: Option<String>,
+pub struct PodSpecView<'a> {
+    #[serde(default, borrow)]
+    pub service_account_name: Option<Str<'a>>,
     /// Deprecated alias of `serviceAccountName`, still filled by old clients.
-    pub service_account: Option<String>,
-    pub node_selector: Option<BTreeMap<String, String>>,
-    pub volumes: Option<Vec<VolumeView>>,
-    pub containers: Option<Vec<ContainerView>>,
-    pub init_containers: Option<Vec<ContainerView>>,
+    #[serde(default, borrow)]
+    pub service_account: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    pub node_selector: Option<StrMap<'a>>,
+    #[serde(default, borrow)]
+    pub volumes: Option<Vec<VolumeView<'a>>>,
+    #[serde(default, borrow)]
+    pub containers: Option<Vec<ContainerView<'a>>>,
+    #[serde(default, borrow)]
+    pub init_containers: Option<Vec<ContainerView<'a>>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerView {
-    #[serde(default)]
-    pub name: String,
-    pub env: Option<Vec<Named>>,
-    pub volume_mounts: Option<Vec<Named>>,
+pub struct ContainerView<'a> {
+    #[serde(default, borrow)]
+    pub name: Str<'a>,
+    #[serde(default, borrow)]
+    pub env: Option<Vec<Named<'a>>>,
+    #[serde(default, borrow)]
+    pub volume_mounts: Option<Vec<Named<'a>>>,
 }
 
 /// A volume: its name, and if it is a projected ServiceAccount token, for
 /// which audience (a volume of the webhook's name that is something else
 /// means the name is taken, and injecting env would point at the wrong file).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-pub struct VolumeView {
-    #[serde(default)]
-    pub name: String,
-    pub projected: Option<ProjectedView>,
+pub struct VolumeView<'a> {
+    #[serde(default, borrow)]
+    pub name: Str<'a>,
+    #[serde(default, borrow)]
+    pub projected: Option<ProjectedView<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-pub struct ProjectedView {
-    pub sources: Option<Vec<ProjectionView>>,
+pub struct ProjectedView<'a> {
+    #[serde(default, borrow)]
+    pub sources: Option<Vec<ProjectionView<'a>>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ProjectionView {
-    pub service_account_token: Option<TokenProjectionView>,
+pub struct ProjectionView<'a> {
+    #[serde(default, borrow)]
+    pub service_account_token: Option<TokenProjectionView<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-pub struct TokenProjectionView {
-    pub audience: Option<String>,
-    pub path: Option<String>,
+pub struct TokenProjectionView<'a> {
+    #[serde(default, borrow)]
+    pub audience: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    pub path: Option<Str<'a>>,
 }
 
-impl VolumeView {
+impl VolumeView<'_> {
     /// The audiences of the ServiceAccount tokens this volume projects.
     pub fn token_audiences(&self) -> impl Iterator<Item = &str> {
         self.projected
@@ -80,12 +109,12 @@ impl VolumeView {
 
 /// Any list entry of which only the name matters (env var, volume, mount).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-pub struct Named {
-    #[serde(default)]
-    pub name: String,
+pub struct Named<'a> {
+    #[serde(default, borrow)]
+    pub name: Str<'a>,
 }
 
-impl PodView {
+impl PodView<'_> {
     /// The ServiceAccount the pod runs as (`default` when unset, as the
     /// API server's ServiceAccount admission sets it).
     pub fn service_account(&self) -> &str {
@@ -107,23 +136,19 @@ impl PodView {
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .annotations
-            .as_ref()?
-            .get(key)
-            .map(String::as_str)
+        self.metadata.annotations.as_ref()?.get(key)
     }
 
     pub fn is_windows(&self) -> bool {
         self.spec.node_selector.as_ref().is_some_and(|sel| {
             crate::consts::OS_SELECTORS
                 .iter()
-                .any(|k| sel.get(*k).map(String::as_str) == Some("windows"))
+                .any(|k| sel.get(k) == Some("windows"))
         })
     }
 }
 
-impl ContainerView {
+impl ContainerView<'_> {
     pub fn has_env(&self, name: &str) -> bool {
         self.env
             .as_ref()
@@ -133,26 +158,5 @@ impl ContainerView {
         self.volume_mounts
             .as_ref()
             .is_some_and(|m| m.iter().any(|v| v.name == name))
-    }
-}
-
-// The view is a Pod to kube's admission types, so `AdmissionReview<PodView>`
-// decodes a real review while reading only what we need.
-impl k8s_openapi::Resource for PodView {
-    const API_VERSION: &'static str = "v1";
-    const GROUP: &'static str = "";
-    const KIND: &'static str = "Pod";
-    const VERSION: &'static str = "v1";
-    const URL_PATH_SEGMENT: &'static str = "pods";
-    type Scope = k8s_openapi::NamespaceResourceScope;
-}
-
-impl k8s_openapi::Metadata for PodView {
-    type Ty = ObjectMeta;
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
     }
 }

@@ -1,12 +1,16 @@
 //! Properties of the mutation over generated pods, ServiceAccounts and
 //! settings: the patch applies, never removes or rewrites what the user
-//! wrote, and a second mutation changes nothing.
+//! wrote, a second mutation changes nothing, and the webhook's fast path
+//! (borrowed decode, patch written as bytes) gives the typed patch.
 
 use std::collections::BTreeMap;
 
-use json_patch::PatchOperation;
+use base64::Engine;
+use json_patch::{Patch, PatchOperation};
 use proptest::prelude::*;
+use serde::Deserialize;
 use serde_json::{Value, json};
+use valet_core::admission::{self, LookupFailure, SaLookup};
 use valet_core::settings::Settings;
 use valet_core::{PodView, SaConfig, mutate};
 
@@ -151,15 +155,45 @@ fn preserved(before: &Value, after: &Value) -> bool {
     }
 }
 
-fn decide(
-    pod: &Value,
-    sa: &SaConfig,
-    cc: bool,
-    settings: &Settings,
-    jitter: u64,
-) -> valet_core::Mutation {
-    let view: PodView = serde_json::from_value(pod.clone()).expect("generated pods parse");
-    mutate(&view, "ns", sa, cc, settings, jitter)
+/// The patch for `pod`, decided twice: by `mutate` on a pod read from a
+/// `serde_json::Value` (owned strings, typed patch, as `valet mutate` does),
+/// and by the webhook's path (the pod inside an AdmissionReview body,
+/// borrowed strings, the patch written straight to bytes, base64 in the
+/// encoded review). Both must give the same patch.
+fn decide(pod: &Value, sa: &SaConfig, cc: bool, settings: &Settings, jitter: u64) -> Patch {
+    let view = PodView::deserialize(pod.clone()).expect("generated pods parse");
+    let typed = mutate(&view, "ns", sa, cc, settings, jitter).patch();
+
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": "ns", "operation": "CREATE", "object": pod}}))
+    .unwrap();
+    let req = admission::decode(&body).expect("review decodes");
+    let (response, _) = admission::admit(
+        &req,
+        SaLookup::Found(sa),
+        cc,
+        settings,
+        LookupFailure::Allow,
+        jitter,
+    );
+    let review: Value =
+        serde_json::from_slice(&admission::encode(&response)).expect("review is JSON");
+    let written: Patch = match review["response"]["patch"].as_str() {
+        Some(b64) => serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .expect("written patch is a JSON Patch"),
+        None => Patch(Vec::new()),
+    };
+    assert_eq!(
+        written, typed,
+        "webhook path and typed path disagree for {pod}"
+    );
+    typed
 }
 
 proptest! {
@@ -170,13 +204,13 @@ proptest! {
         pod in pod(), sa in service_account(), settings in settings(), cc in any::<bool>(), jitter in any::<u64>()
     ) {
         let cfg = SaConfig::from_annotations(&sa, &settings.keys);
-        let m = decide(&pod, &cfg, cc, &settings, jitter);
-        prop_assert!(m.patch.0.iter().all(|op| matches!(op, PatchOperation::Add(_))));
+        let patch = decide(&pod, &cfg, cc, &settings, jitter);
+        prop_assert!(patch.0.iter().all(|op| matches!(op, PatchOperation::Add(_))));
         let mut out = pod.clone();
-        json_patch::patch(&mut out, &m.patch).map_err(|e| TestCaseError::fail(format!("patch does not apply: {e}")))?;
+        json_patch::patch(&mut out, &patch).map_err(|e| TestCaseError::fail(format!("patch does not apply: {e}")))?;
         prop_assert!(preserved(&pod, &out), "input not preserved:\n{pod}\n{out}");
         // The result is still a pod our reader accepts.
-        let _: PodView = serde_json::from_value(out).unwrap();
+        PodView::deserialize(out).unwrap();
     }
 
     #[test]
@@ -186,8 +220,8 @@ proptest! {
         let cfg = SaConfig::from_annotations(&sa, &settings.keys);
         let first = decide(&pod, &cfg, cc, &settings, jitter);
         let mut once = pod.clone();
-        json_patch::patch(&mut once, &first.patch).unwrap();
+        json_patch::patch(&mut once, &first).unwrap();
         let second = decide(&once, &cfg, cc, &settings, jitter.wrapping_add(1));
-        prop_assert!(second.patch.0.is_empty(), "second patch not empty: {:?}\npod: {once}", second.patch);
+        prop_assert!(second.0.is_empty(), "second patch not empty: {second:?}\npod: {once}");
     }
 }

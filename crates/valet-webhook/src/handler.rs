@@ -103,12 +103,12 @@ pub async fn mutate(
         let pod = req.object.as_ref().map(|p| p.display_name()).unwrap_or("");
         // Per-request lines are debug: at thousands of pods a second, an info
         // line each would cost more than the admission itself.
-        debug!(%ns, %pod, service_account = %sa, verdict = ?verdict, warnings = response.warnings.as_ref().map_or(0, Vec::len), "admission");
+        debug!(%ns, %pod, service_account = %sa, verdict = ?verdict, warnings = response.warnings.len(), "admission");
     }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        admission::encode(response),
+        admission::encode(&response),
     )
         .into_response()
 }
