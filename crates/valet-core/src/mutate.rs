@@ -15,8 +15,8 @@ use crate::pod::{ContainerView, PodView};
 use crate::settings::Settings;
 
 mod ops;
-pub use ops::{AddOp, Val, write_str as write_json_str};
-use ops::{add, obj};
+pub use ops::{AddOp, Path, Text, Tok, Val, write_str as write_json_str};
+use ops::{add, add_at, obj};
 
 /// Why the pod was or was not changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,19 +164,19 @@ pub fn mutate<'a>(
 
     // The token file is the one value built here; every container shares it.
     let token_file: std::sync::Arc<str> = token_file.into();
-    let aws_env: [(&str, Val<'a>); 2] = match mode {
+    let aws_env: [(&str, Text<'a>); 2] = match mode {
         Mode::WebIdentity { role_arn } => [
-            (ENV_ROLE_ARN, Val::from(role_arn)),
-            (ENV_WEB_IDENTITY_TOKEN_FILE, Val::Shared(token_file)),
+            (ENV_ROLE_ARN, Text::Borrowed(role_arn)),
+            (ENV_WEB_IDENTITY_TOKEN_FILE, Text::Shared(token_file)),
         ],
         Mode::ContainerCredentials => [
             (
                 ENV_CONTAINER_CREDENTIALS_FULL_URI,
-                Val::from(cc.full_uri.as_str()),
+                Text::Borrowed(cc.full_uri.as_str()),
             ),
             (
                 ENV_CONTAINER_AUTHORIZATION_TOKEN_FILE,
-                Val::Shared(token_file),
+                Text::Shared(token_file),
             ),
         ],
     };
@@ -215,7 +215,7 @@ pub fn mutate<'a>(
             ]);
             push_to_array(
                 &mut ops,
-                &["spec", "volumes"],
+                Path::new(&["spec", "volumes"]),
                 pod.spec.volumes.is_some(),
                 volume,
             );
@@ -268,7 +268,7 @@ pub fn mutate<'a>(
 
 /// What each container gets.
 struct ContainerPlan<'p, 'a> {
-    aws_env: &'p [(&'a str, Val<'a>)],
+    aws_env: &'p [(&'a str, Text<'a>)],
     regional_sts: bool,
     region: Option<&'a str>,
     bucket_env: &'a [(Box<str>, Box<str>)],
@@ -284,7 +284,8 @@ impl<'a> ContainerPlan<'_, 'a> {
         index: usize,
         c: &ContainerView,
     ) {
-        let mut env: Vec<(&str, Val<'a>)> = Vec::new();
+        let mut env: Vec<Val<'a>> = Vec::with_capacity(6 + self.bucket_env.len());
+        let mut var = |name: &'a str, value: Text<'a>| env.push(Val::Env(name, value));
         let credentials_set = self.aws_env.iter().any(|(k, _)| c.has_env(k));
         let region_set = c.has_env(ENV_REGION) || c.has_env(ENV_DEFAULT_REGION);
         let sts_set = c.has_env(ENV_STS_REGIONAL_ENDPOINTS);
@@ -293,32 +294,32 @@ impl<'a> ContainerPlan<'_, 'a> {
         let complete = credentials_set && region_set && sts_set;
         if !complete {
             if !sts_set && self.regional_sts {
-                env.push((ENV_STS_REGIONAL_ENDPOINTS, Val::from(STS_REGIONAL)));
+                var(ENV_STS_REGIONAL_ENDPOINTS, Text::Borrowed(STS_REGIONAL));
             }
             if let (false, Some(region)) = (region_set, self.region) {
-                env.push((ENV_DEFAULT_REGION, Val::from(region)));
-                env.push((ENV_REGION, Val::from(region)));
+                var(ENV_DEFAULT_REGION, Text::Borrowed(region));
+                var(ENV_REGION, Text::Borrowed(region));
             }
             // Either variable set by the user means they chose their own
             // credentials: setting only the other one would mix two identities.
             if !credentials_set {
-                env.extend(self.aws_env.iter().cloned());
+                for (k, v) in self.aws_env {
+                    var(k, v.clone());
+                }
             }
         }
         for (k, v) in self.bucket_env {
             if !c.has_env(k) {
-                env.push((k, Val::from(&**v)));
+                var(k, Text::Borrowed(v));
             }
         }
+        let container = Path::new(&["spec", field]).with(Tok::Index(index));
         if !env.is_empty() {
-            let vars = env
-                .into_iter()
-                .map(|(k, v)| obj([("name", Val::from(k)), ("value", v)]));
             push_all(
                 ops,
-                &["spec", field, &index.to_string(), "env"],
+                container.with(Tok::Key("env")),
                 c.env.is_some(),
-                vars,
+                env.into_iter(),
             );
         }
         if !complete && !c.has_mount(self.volume_name) {
@@ -329,7 +330,7 @@ impl<'a> ContainerPlan<'_, 'a> {
             ]);
             push_to_array(
                 ops,
-                &["spec", field, &index.to_string(), "volumeMounts"],
+                container.with(Tok::Key("volumeMounts")),
                 c.volume_mounts.is_some(),
                 mount,
             );
@@ -367,13 +368,11 @@ fn record<'a>(
         ),
     }
     if !bucket_env.is_empty() {
-        // serde_json's map sorts its keys: the recorded value is canonical.
-        let map: serde_json::Map<String, serde_json::Value> = bucket_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_ref())))
-            .collect();
-        let json = serde_json::Value::Object(map).to_string();
-        set(ops, ANN_INJECTED_BUCKET_ENV, Val::Shared(json.into()));
+        set(
+            ops,
+            ANN_INJECTED_BUCKET_ENV,
+            Val::Shared(bucket_env_json(bucket_env).into()),
+        );
     }
 }
 
@@ -405,7 +404,7 @@ fn skipped_containers<'p>(
 /// skipped when the entry already has the value.
 fn add_map_entry<'a>(
     ops: &mut Vec<AddOp<'a>>,
-    field: &str,
+    field: &'static str,
     map: Option<&crate::text::StrMap<'_>>,
     key: &'static str,
     value: &'static str,
@@ -417,26 +416,44 @@ fn add_map_entry<'a>(
     }
 }
 
-fn push_to_array<'a>(ops: &mut Vec<AddOp<'a>>, path: &[&str], exists: bool, value: Val<'a>) {
+fn push_to_array<'a>(ops: &mut Vec<AddOp<'a>>, path: Path<'a>, exists: bool, value: Val<'a>) {
     push_all(ops, path, exists, std::iter::once(value));
 }
 
 /// Appends to an existing array entry by entry, or adds the array.
 fn push_all<'a>(
     ops: &mut Vec<AddOp<'a>>,
-    path: &[&str],
+    path: Path<'a>,
     exists: bool,
     values: impl Iterator<Item = Val<'a>>,
 ) {
     if exists {
-        for v in values {
-            let mut op = add(path, v);
-            op.path.push_str("/-");
-            ops.push(op);
-        }
+        let append = path.with(Tok::End);
+        ops.extend(values.map(|v| add_at(append, v)));
     } else {
-        ops.push(add(path, Val::Arr(values.collect())));
+        ops.push(add_at(path, Val::Arr(values.collect())));
     }
+}
+
+/// The recorded bucket env: a JSON object with sorted keys (canonical, as
+/// serde_json's map would write it).
+fn bucket_env_json(bucket_env: &[(Box<str>, Box<str>)]) -> String {
+    let mut sorted: Vec<&(Box<str>, Box<str>)> = bucket_env.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    let mut out = Vec::with_capacity(64);
+    out.push(b'{');
+    for (i, (k, v)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        ops::write_str(&mut out, k);
+        out.push(b':');
+        ops::write_str(&mut out, v);
+    }
+    out.push(b'}');
+    // Only whole UTF-8 strings and ASCII punctuation were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Go's `filepath.Join` on Unix: joins and cleans (the peer builds the token

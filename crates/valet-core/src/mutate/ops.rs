@@ -8,14 +8,109 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use json_patch::{AddOperation, PatchOperation};
-use jsonptr::PointerBuf;
+use jsonptr::{PointerBuf, Token};
 use serde_json::Value;
 
-/// One RFC 6902 `add`: its path, already in JSON Pointer form, and value.
+/// One RFC 6902 `add`: its path and value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AddOp<'a> {
-    pub path: String,
+    pub path: Path<'a>,
     pub value: Val<'a>,
+}
+
+/// One reference token of a [`Path`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tok<'a> {
+    Key(&'a str),
+    Index(usize),
+    /// `-`: the end of an array (RFC 6902 append).
+    End,
+}
+
+/// The deepest path the patch writes: `/spec/containers/<i>/env/-`.
+const MAX_DEPTH: usize = 5;
+
+/// A JSON Pointer of at most [`MAX_DEPTH`] tokens, kept unescaped and
+/// unallocated: it is escaped (RFC 6901) only when written.
+#[derive(Clone, Copy, PartialEq)]
+pub struct Path<'a> {
+    toks: [Tok<'a>; MAX_DEPTH],
+    len: usize,
+}
+
+impl<'a> Path<'a> {
+    pub(crate) fn new(keys: &[&'a str]) -> Path<'a> {
+        let mut p = Path {
+            toks: [Tok::End; MAX_DEPTH],
+            len: 0,
+        };
+        for k in keys {
+            p.push(Tok::Key(k));
+        }
+        p
+    }
+
+    fn push(&mut self, tok: Tok<'a>) {
+        // The patch's paths are fixed by this module, never by input.
+        assert!(self.len < MAX_DEPTH, "patch path deeper than {MAX_DEPTH}");
+        self.toks[self.len] = tok;
+        self.len += 1;
+    }
+
+    pub(crate) fn with(mut self, tok: Tok<'a>) -> Path<'a> {
+        self.push(tok);
+        self
+    }
+
+    pub fn tokens(&self) -> &[Tok<'a>] {
+        &self.toks[..self.len]
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        for t in self.tokens() {
+            out.push(b'/');
+            match t {
+                Tok::Key(k) if !k.bytes().any(|b| b == b'~' || b == b'/') => write_str_body(out, k),
+                Tok::Key(k) => {
+                    for part in k.split_inclusive(['~', '/']) {
+                        if let Some(text) = part.strip_suffix('~') {
+                            write_str_body(out, text);
+                            out.extend_from_slice(b"~0");
+                        } else if let Some(text) = part.strip_suffix('/') {
+                            write_str_body(out, text);
+                            out.extend_from_slice(b"~1");
+                        } else {
+                            write_str_body(out, part);
+                        }
+                    }
+                }
+                Tok::Index(i) => write_int(out, *i as i64),
+                Tok::End => out.push(b'-'),
+            }
+        }
+        out.push(b'"');
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    /// The pointer as RFC 6901 text, e.g. `/metadata/annotations/a~1b`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for t in self.tokens() {
+            match t {
+                Tok::Key(k) => write!(f, "/{}", k.replace('~', "~0").replace('/', "~1"))?,
+                Tok::Index(i) => write!(f, "/{i}")?,
+                Tok::End => f.write_str("/-")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
 }
 
 /// A JSON value of the patch (strings, integers, booleans, arrays, objects
@@ -29,6 +124,26 @@ pub enum Val<'a> {
     Bool(bool),
     Arr(Vec<Val<'a>>),
     Obj(Vec<(&'a str, Val<'a>)>),
+    /// An env var, `{"name": .., "value": ..}`: the patch's most common
+    /// value, kept without an allocation of its own.
+    Env(&'a str, Text<'a>),
+}
+
+/// A string value that is either borrowed or shared.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Text<'a> {
+    Borrowed(&'a str),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
 }
 
 impl<'a> From<&'a str> for Val<'a> {
@@ -49,6 +164,7 @@ impl Val<'_> {
 
     pub fn to_value(&self) -> Value {
         match self {
+            Val::Env(name, value) => serde_json::json!({"name": name, "value": &**value}),
             Val::Str(s) => Value::from(&**s),
             Val::Shared(s) => Value::from(&**s),
             Val::Int(i) => Value::from(*i),
@@ -67,10 +183,13 @@ impl Val<'_> {
         match self {
             Val::Str(s) => write_str(out, s),
             Val::Shared(s) => write_str(out, s),
-            Val::Int(i) => {
-                use std::io::Write;
-                // Writing into a Vec cannot fail.
-                let _ = write!(out, "{i}");
+            Val::Int(i) => write_int(out, *i),
+            Val::Env(name, value) => {
+                out.extend_from_slice(br#"{"name":"#);
+                write_str(out, name);
+                out.extend_from_slice(br#","value":"#);
+                write_str(out, value);
+                out.push(b'}');
             }
             Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Val::Arr(items) => {
@@ -104,24 +223,27 @@ pub(crate) fn obj<'a, const N: usize>(fields: [(&'a str, Val<'a>); N]) -> Val<'a
     Val::Obj(fields.into())
 }
 
-/// `add` at the JSON Pointer made of `tokens` (escaped as RFC 6901 says).
-pub(crate) fn add<'a>(tokens: &[&str], value: Val<'a>) -> AddOp<'a> {
-    let mut path = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum::<usize>() + 2);
-    for t in tokens {
-        path.push('/');
-        if t.contains(['~', '/']) {
-            path.push_str(&t.replace('~', "~0").replace('/', "~1"));
-        } else {
-            path.push_str(t);
-        }
+/// `add` at the JSON Pointer made of `keys`.
+pub(crate) fn add<'a>(keys: &[&'a str], value: Val<'a>) -> AddOp<'a> {
+    AddOp {
+        path: Path::new(keys),
+        value,
     }
+}
+
+/// `add` at `path`.
+pub(crate) fn add_at<'a>(path: Path<'a>, value: Val<'a>) -> AddOp<'a> {
     AddOp { path, value }
 }
 
 impl AddOp<'_> {
     pub fn to_operation(&self) -> PatchOperation {
         PatchOperation::Add(AddOperation {
-            path: PointerBuf::parse(self.path.as_str()).expect("paths are built escaped"),
+            path: PointerBuf::from_tokens(self.path.tokens().iter().map(|t| match t {
+                Tok::Key(k) => Token::new(*k),
+                Tok::Index(i) => Token::new(i.to_string()),
+                Tok::End => Token::new("-"),
+            })),
             value: self.value.to_value(),
         })
     }
@@ -129,13 +251,15 @@ impl AddOp<'_> {
 
 /// The patch document: `[{"op":"add","path":...,"value":...},...]`.
 pub(crate) fn write_patch(ops: &[AddOp<'_>], out: &mut Vec<u8>) {
+    // Most ops are an env var of ~100 bytes: one allocation in the common case.
+    out.reserve(ops.len() * 128);
     out.push(b'[');
     for (i, op) in ops.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(br#"{"op":"add","path":"#);
-        write_str(out, &op.path);
+        op.path.write(out);
         out.extend_from_slice(br#","value":"#);
         op.value.write(out);
         out.push(b'}');
@@ -143,18 +267,57 @@ pub(crate) fn write_patch(ops: &[AddOp<'_>], out: &mut Vec<u8>) {
     out.push(b']');
 }
 
+fn write_int(out: &mut Vec<u8>, i: i64) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{i}");
+}
+
 /// A JSON string. Most strings here (names, ARNs, paths) need no escaping
 /// and are copied as they are; the rest go through serde_json's escaper.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    write_str_body(out, s);
+    out.push(b'"');
+}
+
+/// The inside of a JSON string, escaped as serde_json escapes.
+fn write_str_body(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        let mut quoted = Vec::with_capacity(s.len() + 8);
         // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
+        let _ = serde_json::to_writer(&mut quoted, s);
+        out.extend_from_slice(&quoted[1..quoted.len() - 1]);
     } else {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
         out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
     }
+}
+
+/// Whether any byte is a control character, `"` or `\`; eight bytes at a
+/// time (this scan runs over every string of every patch).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero iff the matching high bit of `zero(x)` is set
+    // (no false positives once `& !x` masks bytes >= 0x80).
+    let has = |x: u64, b: u8| {
+        let y = x ^ (LO * b as u64);
+        y.wrapping_sub(LO) & !y & HI != 0
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // Bytes < 0x20: subtracting 0x20 borrows into the high bit for them.
+        let control = x.wrapping_sub(LO * 0x20) & !x & HI != 0;
+        if control || has(x, b'"') || has(x, b'\\') {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 #[cfg(test)]
@@ -183,6 +346,55 @@ mod tests {
         let written: json_patch::Patch = serde_json::from_slice(&out).unwrap();
         let typed = json_patch::Patch(ops.iter().map(AddOp::to_operation).collect());
         assert_eq!(written, typed);
-        assert_eq!(ops[0].path, "/metadata/annotations/a~1b~0c");
+        assert_eq!(ops[0].path.to_string(), "/metadata/annotations/a~1b~0c");
+    }
+
+    #[test]
+    fn escape_scan_finds_every_byte_that_needs_escaping_at_every_offset() {
+        let naive = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        for len in 1..=20 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    // Multi-byte UTF-8 lead/continuation bytes are probed as
+                    // raw bytes: the scan works on bytes.
+                    let mut v = vec![b'a'; len];
+                    v[at] = byte;
+                    assert_eq!(
+                        needs_escape(&v),
+                        naive(&v),
+                        "byte {byte:#x} at {at} of {len}"
+                    );
+                    // Neighbours that could borrow into or out of the byte.
+                    v.iter_mut()
+                        .enumerate()
+                        .filter(|(i, _)| *i != at)
+                        .for_each(|(_, c)| *c = 0xff);
+                    assert_eq!(needs_escape(&v), naive(&v), "byte {byte:#x} among 0xff");
+                    v.iter_mut()
+                        .enumerate()
+                        .filter(|(i, _)| *i != at)
+                        .for_each(|(_, c)| *c = 0x20);
+                    assert_eq!(needs_escape(&v), naive(&v), "byte {byte:#x} among spaces");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn written_strings_equal_serde_json() {
+        for s in [
+            "plain",
+            "quo\"te",
+            "back\\slash",
+            "nl\n",
+            "\u{1}x",
+            "é/ü~",
+            "",
+            "0123456789abcdef\t",
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
     }
 }
