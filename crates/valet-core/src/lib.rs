@@ -7,7 +7,8 @@
 //!
 //! - [`identity`]: ServiceAccount annotations -> [`identity::SaConfig`]
 //! - [`pod`]: the lean view of a Pod that the decision needs ([`text`]: its
-//!   strings, borrowed from the request body)
+//!   strings, borrowed from the request body; [`json`]: the reader that takes
+//!   them out of an AdmissionReview and skips the rest)
 //! - [`mutate`]: pod + identity + settings -> RFC 6902 JSON Patch
 //! - [`admission`]: AdmissionReview in, AdmissionReview out
 //! - [`arn`], [`bucket`]: typed values with the checks AWS makes
@@ -17,6 +18,7 @@ pub mod arn;
 pub mod bucket;
 pub mod consts;
 pub mod identity;
+pub mod json;
 pub mod mutate;
 pub mod pod;
 pub mod settings;

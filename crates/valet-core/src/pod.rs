@@ -1,12 +1,15 @@
 //! The lean view of a Pod that the mutation needs.
 //!
 //! The webhook sits in every pod creation of a cluster, so it reads only the
-//! fields that decide the patch; serde skips the rest of the (possibly large)
-//! object without building it. Fields that are absent are `None`, not empty:
+//! fields that decide the patch; the rest of the (possibly large) object is
+//! skipped without being built. The webhook reads these types with
+//! [`crate::json`] (the `read` functions below); serde's derives serve YAML,
+//! `valet mutate` and tests, and the two read the same. Fields that are absent are `None`, not empty:
 //! JSON Patch must `add` a missing array but append to an existing one.
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::{self, Reader, once};
 use crate::text::{Str, StrMap};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -158,5 +161,230 @@ impl ContainerView<'_> {
         self.volume_mounts
             .as_ref()
             .is_some_and(|m| m.iter().any(|v| v.name == name))
+    }
+}
+
+// The webhook's reading of the same types (see `crate::json`): the fields
+// serde's derive above reads, with the same defaults, nulls and duplicate
+// checks, the rest skipped.
+
+impl<'a> PodView<'a> {
+    pub(crate) fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut pod = PodView::default();
+        let mut seen = 0;
+        r.object("struct PodView", |r, key| {
+            match &*key {
+                b"metadata" => {
+                    once(r, &mut seen, 0, "metadata")?;
+                    pod.metadata = MetaView::read(r)?;
+                }
+                b"spec" => {
+                    once(r, &mut seen, 1, "spec")?;
+                    pod.spec = PodSpecView::read(r)?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(pod)
+    }
+}
+
+impl<'a> MetaView<'a> {
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut meta = MetaView::default();
+        let mut seen = 0;
+        r.object("struct MetaView", |r, key| {
+            match &*key {
+                b"name" => {
+                    once(r, &mut seen, 0, "name")?;
+                    meta.name = r.option(Reader::string)?;
+                }
+                b"generateName" => {
+                    once(r, &mut seen, 1, "generateName")?;
+                    meta.generate_name = r.option(Reader::string)?;
+                }
+                b"namespace" => {
+                    once(r, &mut seen, 2, "namespace")?;
+                    meta.namespace = r.option(Reader::string)?;
+                }
+                b"labels" => {
+                    once(r, &mut seen, 3, "labels")?;
+                    meta.labels = r.option(Reader::str_map)?;
+                }
+                b"annotations" => {
+                    once(r, &mut seen, 4, "annotations")?;
+                    meta.annotations = r.option(Reader::str_map)?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(meta)
+    }
+}
+
+impl<'a> PodSpecView<'a> {
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut spec = PodSpecView::default();
+        let mut seen = 0;
+        let containers = |r: &mut Reader<'a>| r.array("a sequence", ContainerView::read);
+        r.object("struct PodSpecView", |r, key| {
+            match &*key {
+                b"serviceAccountName" => {
+                    once(r, &mut seen, 0, "serviceAccountName")?;
+                    spec.service_account_name = r.option(Reader::string)?;
+                }
+                b"serviceAccount" => {
+                    once(r, &mut seen, 1, "serviceAccount")?;
+                    spec.service_account = r.option(Reader::string)?;
+                }
+                b"nodeSelector" => {
+                    once(r, &mut seen, 2, "nodeSelector")?;
+                    spec.node_selector = r.option(Reader::str_map)?;
+                }
+                b"volumes" => {
+                    once(r, &mut seen, 3, "volumes")?;
+                    spec.volumes = r.option(|r| r.array("a sequence", VolumeView::read))?;
+                }
+                b"containers" => {
+                    once(r, &mut seen, 4, "containers")?;
+                    spec.containers = r.option(containers)?;
+                }
+                b"initContainers" => {
+                    once(r, &mut seen, 5, "initContainers")?;
+                    spec.init_containers = r.option(containers)?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(spec)
+    }
+}
+
+impl<'a> ContainerView<'a> {
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut container = ContainerView::default();
+        let mut seen = 0;
+        let named = |r: &mut Reader<'a>| r.array("a sequence", Named::read);
+        r.object("struct ContainerView", |r, key| {
+            match &*key {
+                b"name" => {
+                    once(r, &mut seen, 0, "name")?;
+                    container.name = r.string()?;
+                }
+                b"env" => {
+                    once(r, &mut seen, 1, "env")?;
+                    container.env = r.option(named)?;
+                }
+                b"volumeMounts" => {
+                    once(r, &mut seen, 2, "volumeMounts")?;
+                    container.volume_mounts = r.option(named)?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(container)
+    }
+}
+
+impl<'a> VolumeView<'a> {
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut volume = VolumeView::default();
+        let mut seen = 0;
+        r.object("struct VolumeView", |r, key| {
+            match &*key {
+                b"name" => {
+                    once(r, &mut seen, 0, "name")?;
+                    volume.name = r.string()?;
+                }
+                b"projected" => {
+                    once(r, &mut seen, 1, "projected")?;
+                    volume.projected = r.option(ProjectedView::read)?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(volume)
+    }
+}
+
+impl<'a> ProjectedView<'a> {
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut projected = ProjectedView::default();
+        let mut seen = 0;
+        r.object("struct ProjectedView", |r, key| {
+            match &*key {
+                b"sources" => {
+                    once(r, &mut seen, 0, "sources")?;
+                    projected.sources =
+                        r.option(|r| r.array("a sequence", ProjectionView::read))?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(projected)
+    }
+}
+
+impl<'a> ProjectionView<'a> {
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut projection = ProjectionView::default();
+        let mut seen = 0;
+        r.object("struct ProjectionView", |r, key| {
+            match &*key {
+                b"serviceAccountToken" => {
+                    once(r, &mut seen, 0, "serviceAccountToken")?;
+                    projection.service_account_token = r.option(TokenProjectionView::read)?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(projection)
+    }
+}
+
+impl<'a> TokenProjectionView<'a> {
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut token = TokenProjectionView::default();
+        let mut seen = 0;
+        r.object("struct TokenProjectionView", |r, key| {
+            match &*key {
+                b"audience" => {
+                    once(r, &mut seen, 0, "audience")?;
+                    token.audience = r.option(Reader::string)?;
+                }
+                b"path" => {
+                    once(r, &mut seen, 1, "path")?;
+                    token.path = r.option(Reader::string)?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(token)
+    }
+}
+
+impl<'a> Named<'a> {
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut named = Named::default();
+        let mut seen = 0;
+        r.object("struct Named", |r, key| {
+            match &*key {
+                b"name" => {
+                    once(r, &mut seen, 0, "name")?;
+                    named.name = r.string()?;
+                }
+                _ => r.skip_field(&key)?,
+            }
+            Ok(())
+        })?;
+        Ok(named)
     }
 }
