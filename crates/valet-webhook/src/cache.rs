@@ -88,8 +88,23 @@ impl SaCache {
     }
 
     fn get(&self, ns: &str, name: &str) -> Option<Arc<SaConfig>> {
+        // Every admission looks up once: build the key on the stack (a
+        // namespace is at most 63 bytes and a name 253).
+        let mut buf = [0u8; 320];
+        let len = ns.len() + 1 + name.len();
+        let owned;
+        let k: &str = if len <= buf.len() {
+            buf[..ns.len()].copy_from_slice(ns.as_bytes());
+            buf[ns.len()] = b'/';
+            buf[ns.len() + 1..len].copy_from_slice(name.as_bytes());
+            // Two whole strings joined by an ASCII byte are UTF-8.
+            std::str::from_utf8(&buf[..len]).ok()?
+        } else {
+            owned = key(ns, name);
+            &owned
+        };
         let map = self.entries.read().ok()?;
-        map.get(key(ns, name).as_ref()).cloned()
+        map.get(k).cloned()
     }
 
     /// Inserts or replaces one SA's parsed annotations (also used by tests

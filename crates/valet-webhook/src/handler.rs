@@ -6,15 +6,16 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 use valet_core::admission::{self, LookupFailure, SaLookup, Verdict};
 use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 
 use crate::cache::{Lookup, SaCache};
-use crate::metrics::{Metrics, OutcomeLabels};
+use crate::metrics::Metrics;
 
 /// Largest AdmissionReview accepted (the API server's own request limit is
 /// 3 MiB; a bigger body is not a real review).
@@ -36,22 +37,31 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The request's Content-Type, read without copying the header map.
+pub struct ContentType(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ContentType {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ContentType(
+            parts.headers.get(header::CONTENT_TYPE).cloned(),
+        ))
+    }
+}
+
 pub async fn mutate(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    ContentType(content_type): ContentType,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
+    let content_type = content_type
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !content_type.starts_with("application/json") {
-        state
-            .metrics
-            .requests
-            .get_or_create(&OutcomeLabels { outcome: "error" })
-            .inc();
+        state.metrics.count_request("error");
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Content-Type is {content_type:?}; expected application/json"),
@@ -60,11 +70,7 @@ pub async fn mutate(
     let req = match admission::decode(&body) {
         Ok(r) => r,
         Err(e) => {
-            state
-                .metrics
-                .requests
-                .get_or_create(&OutcomeLabels { outcome: "error" })
-                .inc();
+            state.metrics.count_request("error");
             warn!(error = %e, "bad admission request");
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
@@ -89,12 +95,7 @@ pub async fn mutate(
         state.on_lookup_failure,
         jitter(),
     );
-    let outcome = verdict.metric_outcome();
-    state
-        .metrics
-        .requests
-        .get_or_create(&OutcomeLabels { outcome })
-        .inc();
+    state.metrics.count_request(verdict.metric_outcome());
     state
         .metrics
         .duration
