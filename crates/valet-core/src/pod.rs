@@ -2,10 +2,11 @@
 //!
 //! The webhook sits in every pod creation of a cluster, so it reads only the
 //! fields that decide the patch; the rest of the (possibly large) object is
-//! skipped without being built. The webhook reads these types with
-//! [`crate::json`] (the `read` functions below); serde's derives serve YAML,
-//! `valet mutate` and tests, and the two read the same. Fields that are absent are `None`, not empty:
-//! JSON Patch must `add` a missing array but append to an existing one.
+//! skipped without being built. Fields that are absent are `None`, not
+//! empty: JSON Patch must `add` a missing array but append to an existing
+//! one. The webhook reads these types with [`crate::json`] (the `read`
+//! functions below); serde's derives serve YAML, `valet mutate` and tests,
+//! and the two read the same.
 
 use serde::{Deserialize, Serialize};
 

@@ -258,3 +258,51 @@ fn structs_written_as_arrays_are_refused() {
     assert!(decode_with_serde(body).is_ok());
     assert!(decode(body).is_err());
 }
+
+#[test]
+fn edge_cases_read_as_serde_reads_them() {
+    let values: &[&[u8]] = &[
+        b"0",
+        b"-0",
+        b"1e999999",
+        b"-1.5E+2",
+        b"1.",
+        b"01",
+        b"-",
+        b"1e",
+        b".5",
+        b"+1",
+        b"123456789012345678901234567890",
+        b"tru",
+        b"nul",
+        b"true ",
+        b"[1 2]",
+        b"{\"a\" 1}",
+        b"\"\\ud800\"",
+        b"\"\\udc00\\ud800\"",
+        b"\"\xff\"",
+        b"\"\\u00e9\"",
+        b"\"\\q\"",
+        b"\"\x7f\"",
+        b"\"a\nb\"",
+        b"{\"\xff\":1}",
+        b"{\"\\ud800\":1}",
+        b"[]",
+        b"{}",
+        b"null",
+    ];
+    for value in values {
+        for template in [
+            &br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","x":@}}"#[..],
+            br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{"spec":{"serviceAccountName":@}}}}"#,
+            br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{"metadata":{"labels":{"k":@}}}}}"#,
+            br#"{"request":{"uid":"u","kind":{"kind":@},"operation":"CREATE"}}"#,
+            br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{"spec":@}}}"#,
+            br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{@:1}}}"#,
+        ] {
+            let at = template.iter().position(|&b| b == b'@').unwrap();
+            let body = [&template[..at], value, &template[at + 1..]].concat();
+            same_as_serde(&body).unwrap();
+        }
+    }
+}
