@@ -13,6 +13,29 @@ mod cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's defaults favour speed over footprint: it keeps freed pages
+/// for a second and commits whole arenas. A long-running webhook syncing
+/// 100,000 ServiceAccounts then holds the list's transient memory (RSS
+/// 75 MiB instead of 42, bench/cache-memory). Return freed pages after
+/// 100 ms and commit on demand, unless the operator set these options
+/// through mimalloc's own environment variables.
+fn tune_allocator() {
+    use libmimalloc_sys::{mi_option_set, mi_option_t};
+    // Positions in mimalloc v3's `mi_option_e` (include/mimalloc.h of the
+    // pinned libmimalloc-sys), which the crate does not name.
+    const ARENA_EAGER_COMMIT: mi_option_t = 4;
+    const PURGE_DELAY: mi_option_t = 15;
+    for (option, value, var) in [
+        (PURGE_DELAY, 100, "MIMALLOC_PURGE_DELAY"),
+        (ARENA_EAGER_COMMIT, 0, "MIMALLOC_ARENA_EAGER_COMMIT"),
+    ] {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: mi_option_set only stores an integer option; any value is valid.
+            unsafe { mi_option_set(option, value) };
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "valet",
@@ -53,6 +76,7 @@ enum TrustCommand {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     cmd::logging::init(cli.log_format);
     // One crypto provider for rustls, kube and the AWS SDK, installed first.
