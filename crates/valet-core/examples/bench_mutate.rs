@@ -115,6 +115,10 @@ fn review(target: usize) -> Vec<u8> {
     .unwrap()
 }
 
+// The allocator of the `valet` binary, so that the figures are the webhook's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn time_per_iter(budget: Duration, mut f: impl FnMut()) -> f64 {
     // Warm up, then run for the budget.
     for _ in 0..50 {
@@ -194,7 +198,10 @@ fn main() {
         "pod", "review bytes", "patch bytes", "valet ns/op", "serde ns/op", "ratio"
     );
     if let Ok(stage) = std::env::var("ONLY") {
-        let body = review(8 * 1024);
+        let body = match std::env::var("REVIEW") {
+            Ok(path) => std::fs::read(path).expect("REVIEW file"),
+            Err(_) => review(8 * 1024),
+        };
         let req = admission::decode(&body).unwrap();
         for _ in 0..300000 {
             if stage == "admit" {
@@ -214,8 +221,15 @@ fn main() {
     }
     let mut worst: f64 = 0.0;
     let mut stages = Vec::new();
-    for (label, size) in [("1KB", 1024), ("8KB", 8 * 1024), ("64KB", 64 * 1024)] {
-        let body = review(size);
+    let mut cases: Vec<(String, Vec<u8>)> = [("1KB", 1024), ("8KB", 8 * 1024), ("64KB", 64 * 1024)]
+        .into_iter()
+        .map(|(label, size)| (label.to_string(), review(size)))
+        .collect();
+    // `REVIEW=path` adds a review of one's own (e.g. bench/webhook's).
+    if let Ok(path) = std::env::var("REVIEW") {
+        cases.push(("file".into(), std::fs::read(&path).expect("REVIEW file")));
+    }
+    for (label, body) in cases {
         // Sanity: the review is mutated, so the measured path is the full one.
         let req = admission::decode(&body).unwrap();
         let (resp, verdict) = admission::admit(

@@ -37,6 +37,9 @@ pub struct SaConfig {
     pub token_expiration: Option<i64>,
     /// Bucket env vars (`S3_BUCKET`, ...) in a stable order.
     pub bucket_env: Box<[(Box<str>, Box<str>)]>,
+    /// `bucket_env` as the JSON object recorded on mutated pods (sorted
+    /// keys), built once here instead of for every pod.
+    pub bucket_env_json: Box<str>,
     pub problems: Box<[AnnotationProblem]>,
 }
 
@@ -129,6 +132,9 @@ impl SaConfig {
             .into_iter()
             .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
             .collect();
+        if !cfg.bucket_env.is_empty() {
+            cfg.bucket_env_json = crate::mutate::bucket_env_json(&cfg.bucket_env).into();
+        }
         cfg.problems = problems.into();
         cfg
     }

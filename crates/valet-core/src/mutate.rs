@@ -258,7 +258,7 @@ pub fn mutate<'a>(
     } else {
         Outcome::Mutated
     };
-    record(&mut ops, pod, &mode, &sa.bucket_env);
+    record(&mut ops, pod, &mode, sa);
     Mutation {
         ops,
         outcome,
@@ -339,12 +339,7 @@ impl<'a> ContainerPlan<'_, 'a> {
 }
 
 /// Records on the pod what it was given, for `valet audit`.
-fn record<'a>(
-    ops: &mut Vec<AddOp<'a>>,
-    pod: &PodView,
-    mode: &Mode<'a>,
-    bucket_env: &[(Box<str>, Box<str>)],
-) {
+fn record<'a>(ops: &mut Vec<AddOp<'a>>, pod: &PodView, mode: &Mode<'a>, sa: &'a SaConfig) {
     let existing = pod.metadata.annotations.as_ref();
     // After the first `add` creates a missing map, later keys go into it.
     let mut created = false;
@@ -367,12 +362,14 @@ fn record<'a>(
             Val::from(MODE_CONTAINER_CREDENTIALS),
         ),
     }
-    if !bucket_env.is_empty() {
-        set(
-            ops,
-            ANN_INJECTED_BUCKET_ENV,
-            Val::Shared(bucket_env_json(bucket_env).into()),
-        );
+    if !sa.bucket_env.is_empty() {
+        let json = if sa.bucket_env_json.is_empty() {
+            // A config built by hand rather than parsed.
+            Val::Shared(bucket_env_json(&sa.bucket_env).into())
+        } else {
+            Val::from(&*sa.bucket_env_json)
+        };
+        set(ops, ANN_INJECTED_BUCKET_ENV, json);
     }
 }
 
@@ -437,7 +434,7 @@ fn push_all<'a>(
 
 /// The recorded bucket env: a JSON object with sorted keys (canonical, as
 /// serde_json's map would write it).
-fn bucket_env_json(bucket_env: &[(Box<str>, Box<str>)]) -> String {
+pub(crate) fn bucket_env_json(bucket_env: &[(Box<str>, Box<str>)]) -> String {
     let mut sorted: Vec<&(Box<str>, Box<str>)> = bucket_env.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     sorted.dedup_by(|a, b| a.0 == b.0);
@@ -459,6 +456,21 @@ fn bucket_env_json(bucket_env: &[(Box<str>, Box<str>)]) -> String {
 /// Go's `filepath.Join` on Unix: joins and cleans (the peer builds the token
 /// path this way, so `/path/` and `/path` give the same file).
 pub fn clean_join(dir: &str, file: &str) -> String {
+    // The usual case, an absolute clean directory and a plain file name,
+    // needs no cleaning.
+    let plain = |s: &str| !s.is_empty() && s != "." && s != "..";
+    if dir.len() > 1
+        && dir.starts_with('/')
+        && dir[1..].split('/').all(plain)
+        && !file.contains('/')
+        && plain(file)
+    {
+        return format!("{dir}/{file}");
+    }
+    clean_join_general(dir, file)
+}
+
+fn clean_join_general(dir: &str, file: &str) -> String {
     let joined = format!("{dir}/{file}");
     let rooted = joined.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();

@@ -3,8 +3,10 @@
 //! - `serve DIR N [STATIC_PORT]`: an in-process API server with N
 //!   ServiceAccounts (half annotated), a kubeconfig, a serving certificate
 //!   for localhost and an 8 KB-pod AdmissionReview written into DIR; with
-//!   STATIC_PORT, also the baseline: the same TLS + HTTP stack as the webhook
-//!   answering every POST with one fixed AdmissionReview.
+//!   STATIC_PORT, also the baselines: the same TLS + HTTP stack as the
+//!   webhook answering every POST with one fixed AdmissionReview: on
+//!   `/mutate` the one in DIR/answer.json (valet's answer to the review), on
+//!   `/allow` an empty allow.
 //! - `reflector KUBECONFIG`: a plain full-object kube reflector of every
 //!   ServiceAccount; prints its RSS once synced.
 
@@ -94,21 +96,36 @@ async fn serve(dir: &str, n: usize, static_port: Option<u16>) {
             valet_tls::ReloadingResolver::from_files(dir.join("tls.crt"), dir.join("tls.key"))
                 .expect("tls");
         let tls = Arc::new(valet_tls::server_config(resolver).expect("tls config"));
-        let fixed = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        let allow: axum::body::Bytes =
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "response": {"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true}})
-        .to_string();
-        let app = Router::new().route(
-            "/mutate",
-            post(move |_body: axum::body::Bytes| {
-                let fixed = fixed.clone();
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        fixed,
-                    )
-                }
-            }),
-        );
+            .to_string()
+            .into();
+        // `/mutate` answers with DIR/answer.json, read once on first use: the
+        // bench writes there what valet answered to the same review, so both
+        // sides send the same bytes and differ only in deciding them.
+        let answer_file = dir.join("answer.json");
+        let answer = Arc::new(std::sync::OnceLock::<axum::body::Bytes>::new());
+        let fixed = move |body: axum::body::Bytes| async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        };
+        let app = Router::new()
+            .route(
+                "/allow",
+                post(move |_body: axum::body::Bytes| fixed(allow.clone())),
+            )
+            .route(
+                "/mutate",
+                post(move |_body: axum::body::Bytes| {
+                    let bytes = answer
+                        .get_or_init(|| std::fs::read(&answer_file).expect("answer.json").into())
+                        .clone();
+                    fixed(bytes)
+                }),
+            );
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");

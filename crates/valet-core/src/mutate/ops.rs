@@ -268,9 +268,22 @@ pub(crate) fn write_patch(ops: &[AddOp<'_>], out: &mut Vec<u8>) {
 }
 
 fn write_int(out: &mut Vec<u8>, i: i64) {
-    use std::io::Write;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{i}");
+    // Digits backwards into a buffer: no formatting machinery per number.
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = i.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 /// A JSON string. Most strings here (names, ARNs, paths) need no escaping
@@ -377,6 +390,15 @@ mod tests {
                     assert_eq!(needs_escape(&v), naive(&v), "byte {byte:#x} among spaces");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn written_integers_equal_serde_json() {
+        for i in [0, 7, -7, 10, 3600, -86400, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            write_int(&mut out, i);
+            assert_eq!(out, serde_json::to_vec(&i).unwrap(), "{i}");
         }
     }
 

@@ -470,4 +470,24 @@ fn go_path_join() {
     assert_eq!(clean_join("/var/run/x/", "token"), "/var/run/x/token");
     assert_eq!(clean_join("/a//b/./c", "../t"), "/a/b/t");
     assert_eq!(clean_join("rel", "t"), "rel/t");
+    // The fast path agrees with the general one.
+    let parts = ["", ".", "..", "a", "bc"];
+    for a in parts {
+        for b in parts {
+            for file in ["t", "..", ".", "x/y", ""] {
+                for dir in [
+                    format!("/{a}/{b}"),
+                    format!("/{a}"),
+                    format!("{a}/{b}"),
+                    format!("/{a}/{b}/"),
+                ] {
+                    assert_eq!(
+                        clean_join(&dir, file),
+                        super::clean_join_general(&dir, file),
+                        "{dir:?} {file:?}"
+                    );
+                }
+            }
+        }
+    }
 }
