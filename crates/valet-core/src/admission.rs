@@ -70,18 +70,10 @@ pub fn decode(body: &[u8]) -> Result<PodRequest<'_>, DecodeError> {
     let mut r = Reader::new(body);
     let mut api_version = None;
     let mut request = None;
-    let mut seen = 0;
-    r.object("struct Review", |r, key| {
-        match &*key {
-            b"apiVersion" => {
-                json::once(r, &mut seen, 0, "apiVersion")?;
-                api_version = r.option(Reader::string)?;
-            }
-            b"request" => {
-                json::once(r, &mut seen, 1, "request")?;
-                request = r.option(PodRequest::read)?;
-            }
-            _ => r.skip_field(&key)?,
+    r.fields("struct Review", &["apiVersion", "request"], |r, i| {
+        match i {
+            0 => api_version = r.option(Reader::string)?,
+            _ => request = r.option(PodRequest::read)?,
         }
         Ok(())
     })?;
@@ -95,34 +87,22 @@ impl<'a> PodRequest<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let (mut uid, mut kind, mut operation) = (None, None, None);
         let (mut sub_resource, mut namespace, mut object) = (None, None, None);
-        let mut seen = 0;
-        r.object("struct PodRequest", |r, key| {
-            match &*key {
-                b"uid" => {
-                    json::once(r, &mut seen, 0, "uid")?;
-                    uid = Some(r.string()?);
-                }
-                b"kind" => {
-                    json::once(r, &mut seen, 1, "kind")?;
-                    kind = Some(GroupVersionKind::read(r)?);
-                }
-                b"subResource" => {
-                    json::once(r, &mut seen, 2, "subResource")?;
-                    sub_resource = r.option(Reader::string)?;
-                }
-                b"namespace" => {
-                    json::once(r, &mut seen, 3, "namespace")?;
-                    namespace = r.option(Reader::string)?;
-                }
-                b"operation" => {
-                    json::once(r, &mut seen, 4, "operation")?;
-                    operation = Some(r.string()?);
-                }
-                b"object" => {
-                    json::once(r, &mut seen, 5, "object")?;
-                    object = r.option(PodView::read)?;
-                }
-                _ => r.skip_field(&key)?,
+        let names = [
+            "uid",
+            "kind",
+            "subResource",
+            "namespace",
+            "operation",
+            "object",
+        ];
+        r.fields("struct PodRequest", &names, |r, i| {
+            match i {
+                0 => uid = Some(r.string()?),
+                1 => kind = Some(GroupVersionKind::read(r)?),
+                2 => sub_resource = r.option(Reader::string)?,
+                3 => namespace = r.option(Reader::string)?,
+                4 => operation = Some(r.string()?),
+                _ => object = r.option(PodView::read)?,
             }
             Ok(())
         })?;
@@ -142,25 +122,18 @@ impl<'a> PodRequest<'a> {
 impl<'a> GroupVersionKind<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut gvk = GroupVersionKind::default();
-        let mut seen = 0;
-        r.object("struct GroupVersionKind", |r, key| {
-            match &*key {
-                b"group" => {
-                    json::once(r, &mut seen, 0, "group")?;
-                    gvk.group = r.string()?;
+        r.fields(
+            "struct GroupVersionKind",
+            &["group", "version", "kind"],
+            |r, i| {
+                match i {
+                    0 => gvk.group = r.string()?,
+                    1 => gvk.version = r.string()?,
+                    _ => gvk.kind = r.string()?,
                 }
-                b"version" => {
-                    json::once(r, &mut seen, 1, "version")?;
-                    gvk.version = r.string()?;
-                }
-                b"kind" => {
-                    json::once(r, &mut seen, 2, "kind")?;
-                    gvk.kind = r.string()?;
-                }
-                _ => r.skip_field(&key)?,
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         Ok(gvk)
     }
 }
@@ -302,7 +275,8 @@ pub fn admit<'r>(
     };
     let mutation: Mutation<'_> = mutate(pod, ns, sa, container_credentials, settings, jitter);
     if !mutation.ops.is_empty() {
-        let mut bytes = Vec::with_capacity(1024);
+        // `write_patch` reserves for the ops it writes.
+        let mut bytes = Vec::new();
         mutation.write_patch(&mut bytes);
         response.patch = Some(bytes);
     }

@@ -361,6 +361,32 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads an object as a struct of the named fields: `field` gets the
+    /// index in `names` of each one present and reads its value; a field
+    /// given twice is an error (as serde's derive says it), every other key
+    /// is skipped.
+    pub fn fields(
+        &mut self,
+        expected: &str,
+        names: &[&str],
+        mut field: impl FnMut(&mut Self, usize) -> Result<()>,
+    ) -> Result<()> {
+        debug_assert!(names.len() <= 64);
+        let mut seen = 0u64;
+        self.object(expected, |r, key| {
+            match names.iter().position(|n| n.as_bytes() == &*key) {
+                Some(i) => {
+                    if seen & (1 << i) != 0 {
+                        return Err(r.error(format!("duplicate field `{}`", names[i])));
+                    }
+                    seen |= 1 << i;
+                    field(r, i)
+                }
+                None => r.skip_field(&key),
+            }
+        })
+    }
+
     /// Skips the value of a field the caller does not read; its key must
     /// still be text.
     #[inline]
@@ -912,17 +938,6 @@ fn skip(
         }
         return Some(pos);
     }
-}
-
-/// Records that a struct's field was read, refusing a second one as serde's
-/// derive does.
-#[inline]
-pub(crate) fn once(r: &Reader<'_>, seen: &mut u32, bit: u32, name: &str) -> Result<()> {
-    if *seen & (1 << bit) != 0 {
-        return Err(r.error(format!("duplicate field `{name}`")));
-    }
-    *seen |= 1 << bit;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -365,7 +365,7 @@ fn record<'a>(ops: &mut Vec<AddOp<'a>>, pod: &PodView, mode: &Mode<'a>, sa: &'a 
     if !sa.bucket_env.is_empty() {
         let json = if sa.bucket_env_json.is_empty() {
             // A config built by hand rather than parsed.
-            Val::Shared(bucket_env_json(&sa.bucket_env).into())
+            Val::Str(Text::Shared(bucket_env_json(&sa.bucket_env).into()))
         } else {
             Val::from(&*sa.bucket_env_json)
         };

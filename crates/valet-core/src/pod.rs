@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::json::{self, Reader, once};
+use crate::json::{self, Reader};
 use crate::text::{Str, StrMap};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -172,18 +172,10 @@ impl ContainerView<'_> {
 impl<'a> PodView<'a> {
     pub(crate) fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut pod = PodView::default();
-        let mut seen = 0;
-        r.object("struct PodView", |r, key| {
-            match &*key {
-                b"metadata" => {
-                    once(r, &mut seen, 0, "metadata")?;
-                    pod.metadata = MetaView::read(r)?;
-                }
-                b"spec" => {
-                    once(r, &mut seen, 1, "spec")?;
-                    pod.spec = PodSpecView::read(r)?;
-                }
-                _ => r.skip_field(&key)?,
+        r.fields("struct PodView", &["metadata", "spec"], |r, i| {
+            match i {
+                0 => pod.metadata = MetaView::read(r)?,
+                _ => pod.spec = PodSpecView::read(r)?,
             }
             Ok(())
         })?;
@@ -194,30 +186,14 @@ impl<'a> PodView<'a> {
 impl<'a> MetaView<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut meta = MetaView::default();
-        let mut seen = 0;
-        r.object("struct MetaView", |r, key| {
-            match &*key {
-                b"name" => {
-                    once(r, &mut seen, 0, "name")?;
-                    meta.name = r.option(Reader::string)?;
-                }
-                b"generateName" => {
-                    once(r, &mut seen, 1, "generateName")?;
-                    meta.generate_name = r.option(Reader::string)?;
-                }
-                b"namespace" => {
-                    once(r, &mut seen, 2, "namespace")?;
-                    meta.namespace = r.option(Reader::string)?;
-                }
-                b"labels" => {
-                    once(r, &mut seen, 3, "labels")?;
-                    meta.labels = r.option(Reader::str_map)?;
-                }
-                b"annotations" => {
-                    once(r, &mut seen, 4, "annotations")?;
-                    meta.annotations = r.option(Reader::str_map)?;
-                }
-                _ => r.skip_field(&key)?,
+        let names = ["name", "generateName", "namespace", "labels", "annotations"];
+        r.fields("struct MetaView", &names, |r, i| {
+            match i {
+                0 => meta.name = r.option(Reader::string)?,
+                1 => meta.generate_name = r.option(Reader::string)?,
+                2 => meta.namespace = r.option(Reader::string)?,
+                3 => meta.labels = r.option(Reader::str_map)?,
+                _ => meta.annotations = r.option(Reader::str_map)?,
             }
             Ok(())
         })?;
@@ -228,35 +204,23 @@ impl<'a> MetaView<'a> {
 impl<'a> PodSpecView<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut spec = PodSpecView::default();
-        let mut seen = 0;
         let containers = |r: &mut Reader<'a>| r.array("a sequence", ContainerView::read);
-        r.object("struct PodSpecView", |r, key| {
-            match &*key {
-                b"serviceAccountName" => {
-                    once(r, &mut seen, 0, "serviceAccountName")?;
-                    spec.service_account_name = r.option(Reader::string)?;
-                }
-                b"serviceAccount" => {
-                    once(r, &mut seen, 1, "serviceAccount")?;
-                    spec.service_account = r.option(Reader::string)?;
-                }
-                b"nodeSelector" => {
-                    once(r, &mut seen, 2, "nodeSelector")?;
-                    spec.node_selector = r.option(Reader::str_map)?;
-                }
-                b"volumes" => {
-                    once(r, &mut seen, 3, "volumes")?;
-                    spec.volumes = r.option(|r| r.array("a sequence", VolumeView::read))?;
-                }
-                b"containers" => {
-                    once(r, &mut seen, 4, "containers")?;
-                    spec.containers = r.option(containers)?;
-                }
-                b"initContainers" => {
-                    once(r, &mut seen, 5, "initContainers")?;
-                    spec.init_containers = r.option(containers)?;
-                }
-                _ => r.skip_field(&key)?,
+        let names = [
+            "serviceAccountName",
+            "serviceAccount",
+            "nodeSelector",
+            "volumes",
+            "containers",
+            "initContainers",
+        ];
+        r.fields("struct PodSpecView", &names, |r, i| {
+            match i {
+                0 => spec.service_account_name = r.option(Reader::string)?,
+                1 => spec.service_account = r.option(Reader::string)?,
+                2 => spec.node_selector = r.option(Reader::str_map)?,
+                3 => spec.volumes = r.option(|r| r.array("a sequence", VolumeView::read))?,
+                4 => spec.containers = r.option(containers)?,
+                _ => spec.init_containers = r.option(containers)?,
             }
             Ok(())
         })?;
@@ -267,23 +231,13 @@ impl<'a> PodSpecView<'a> {
 impl<'a> ContainerView<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut container = ContainerView::default();
-        let mut seen = 0;
         let named = |r: &mut Reader<'a>| r.array("a sequence", Named::read);
-        r.object("struct ContainerView", |r, key| {
-            match &*key {
-                b"name" => {
-                    once(r, &mut seen, 0, "name")?;
-                    container.name = r.string()?;
-                }
-                b"env" => {
-                    once(r, &mut seen, 1, "env")?;
-                    container.env = r.option(named)?;
-                }
-                b"volumeMounts" => {
-                    once(r, &mut seen, 2, "volumeMounts")?;
-                    container.volume_mounts = r.option(named)?;
-                }
-                _ => r.skip_field(&key)?,
+        let names = ["name", "env", "volumeMounts"];
+        r.fields("struct ContainerView", &names, |r, i| {
+            match i {
+                0 => container.name = r.string()?,
+                1 => container.env = r.option(named)?,
+                _ => container.volume_mounts = r.option(named)?,
             }
             Ok(())
         })?;
@@ -294,18 +248,10 @@ impl<'a> ContainerView<'a> {
 impl<'a> VolumeView<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut volume = VolumeView::default();
-        let mut seen = 0;
-        r.object("struct VolumeView", |r, key| {
-            match &*key {
-                b"name" => {
-                    once(r, &mut seen, 0, "name")?;
-                    volume.name = r.string()?;
-                }
-                b"projected" => {
-                    once(r, &mut seen, 1, "projected")?;
-                    volume.projected = r.option(ProjectedView::read)?;
-                }
-                _ => r.skip_field(&key)?,
+        r.fields("struct VolumeView", &["name", "projected"], |r, i| {
+            match i {
+                0 => volume.name = r.string()?,
+                _ => volume.projected = r.option(ProjectedView::read)?,
             }
             Ok(())
         })?;
@@ -316,16 +262,8 @@ impl<'a> VolumeView<'a> {
 impl<'a> ProjectedView<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut projected = ProjectedView::default();
-        let mut seen = 0;
-        r.object("struct ProjectedView", |r, key| {
-            match &*key {
-                b"sources" => {
-                    once(r, &mut seen, 0, "sources")?;
-                    projected.sources =
-                        r.option(|r| r.array("a sequence", ProjectionView::read))?;
-                }
-                _ => r.skip_field(&key)?,
-            }
+        r.fields("struct ProjectedView", &["sources"], |r, _| {
+            projected.sources = r.option(|r| r.array("a sequence", ProjectionView::read))?;
             Ok(())
         })?;
         Ok(projected)
@@ -335,15 +273,8 @@ impl<'a> ProjectedView<'a> {
 impl<'a> ProjectionView<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut projection = ProjectionView::default();
-        let mut seen = 0;
-        r.object("struct ProjectionView", |r, key| {
-            match &*key {
-                b"serviceAccountToken" => {
-                    once(r, &mut seen, 0, "serviceAccountToken")?;
-                    projection.service_account_token = r.option(TokenProjectionView::read)?;
-                }
-                _ => r.skip_field(&key)?,
-            }
+        r.fields("struct ProjectionView", &["serviceAccountToken"], |r, _| {
+            projection.service_account_token = r.option(TokenProjectionView::read)?;
             Ok(())
         })?;
         Ok(projection)
@@ -353,21 +284,17 @@ impl<'a> ProjectionView<'a> {
 impl<'a> TokenProjectionView<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut token = TokenProjectionView::default();
-        let mut seen = 0;
-        r.object("struct TokenProjectionView", |r, key| {
-            match &*key {
-                b"audience" => {
-                    once(r, &mut seen, 0, "audience")?;
-                    token.audience = r.option(Reader::string)?;
+        r.fields(
+            "struct TokenProjectionView",
+            &["audience", "path"],
+            |r, i| {
+                match i {
+                    0 => token.audience = r.option(Reader::string)?,
+                    _ => token.path = r.option(Reader::string)?,
                 }
-                b"path" => {
-                    once(r, &mut seen, 1, "path")?;
-                    token.path = r.option(Reader::string)?;
-                }
-                _ => r.skip_field(&key)?,
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         Ok(token)
     }
 }
@@ -375,15 +302,8 @@ impl<'a> TokenProjectionView<'a> {
 impl<'a> Named<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
         let mut named = Named::default();
-        let mut seen = 0;
-        r.object("struct Named", |r, key| {
-            match &*key {
-                b"name" => {
-                    once(r, &mut seen, 0, "name")?;
-                    named.name = r.string()?;
-                }
-                _ => r.skip_field(&key)?,
-            }
+        r.fields("struct Named", &["name"], |r, _| {
+            named.name = r.string()?;
             Ok(())
         })?;
         Ok(named)

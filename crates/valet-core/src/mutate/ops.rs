@@ -4,7 +4,6 @@
 //! `json_patch` types ([`AddOp::to_operation`]). A property test checks that
 //! the two agree on generated pods.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use json_patch::{AddOperation, PatchOperation};
@@ -117,9 +116,7 @@ impl std::fmt::Debug for Path<'_> {
 /// with fixed keys).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Val<'a> {
-    Str(Cow<'a, str>),
-    /// A string built once for the pod and shared by its containers.
-    Shared(Arc<str>),
+    Str(Text<'a>),
     Int(i64),
     Bool(bool),
     Arr(Vec<Val<'a>>),
@@ -129,7 +126,8 @@ pub enum Val<'a> {
     Env(&'a str, Text<'a>),
 }
 
-/// A string value that is either borrowed or shared.
+/// A string value: borrowed from the pod, the ServiceAccount or the
+/// settings, or built once for the pod and shared by its containers.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Text<'a> {
     Borrowed(&'a str),
@@ -148,7 +146,7 @@ impl std::ops::Deref for Text<'_> {
 
 impl<'a> From<&'a str> for Val<'a> {
     fn from(s: &'a str) -> Self {
-        Val::Str(Cow::Borrowed(s))
+        Val::Str(Text::Borrowed(s))
     }
 }
 
@@ -157,7 +155,6 @@ impl Val<'_> {
     pub fn as_str(&self) -> &str {
         match self {
             Val::Str(s) => s,
-            Val::Shared(s) => s,
             _ => "",
         }
     }
@@ -166,7 +163,6 @@ impl Val<'_> {
         match self {
             Val::Env(name, value) => serde_json::json!({"name": name, "value": &**value}),
             Val::Str(s) => Value::from(&**s),
-            Val::Shared(s) => Value::from(&**s),
             Val::Int(i) => Value::from(*i),
             Val::Bool(b) => Value::from(*b),
             Val::Arr(items) => Value::Array(items.iter().map(Val::to_value).collect()),
@@ -182,7 +178,6 @@ impl Val<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Val::Str(s) => write_str(out, s),
-            Val::Shared(s) => write_str(out, s),
             Val::Int(i) => write_int(out, *i),
             Val::Env(name, value) => {
                 out.extend_from_slice(br#"{"name":"#);
@@ -350,7 +345,7 @@ mod tests {
                     ("name", Val::from("v")),
                     ("readOnly", Val::Bool(true)),
                     ("n", Val::Int(-3600)),
-                    ("shared", Val::Shared("é/ü".into())),
+                    ("shared", Val::Str(Text::Shared("é/ü".into()))),
                 ])]),
             ),
         ];
