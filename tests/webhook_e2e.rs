@@ -312,6 +312,19 @@ async fn webhook_end_to_end() {
     ] {
         assert!(m.contains(needle), "metric {needle} missing:\n{m}");
     }
+    // Every outcome's series exists from start-up: the counts must have moved.
+    for outcome in ["mutated", "skipped", "error"] {
+        let series = format!("storage_valet_admission_requests_total{{outcome=\"{outcome}\"}} ");
+        let count: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no value for {series}:\n{m}"));
+        assert!(
+            count >= 1.0,
+            "{series}is {count} after requests of that outcome"
+        );
+    }
 
     // API server down after sync: an unknown SA cannot be read; allowed with a warning.
     api.set_down(true).await;
