@@ -341,6 +341,88 @@ async fn webhook_end_to_end() {
     api.set_down(false).await;
 }
 
+/// A replica: the same pod as [`review`] with a realistic env, so that its
+/// object is big enough to keep an answer for.
+fn replica(uid: &str, namespace: &str, operation: &str) -> Value {
+    let mut r = review(uid, "app");
+    r["request"]["namespace"] = json!(namespace);
+    r["request"]["operation"] = json!(operation);
+    let env: Vec<Value> = (0..20)
+        .map(|i| json!({"name": format!("SETTING_{i}"), "value": "x".repeat(40)}))
+        .collect();
+    r["request"]["object"]["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    r["request"]["object"]["spec"]["containers"][0]["env"] = json!(env);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reuse_the_answer_until_the_sa_changes() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let api = ApiServer::start().await;
+    api.insert(sa("app", json!({"eks.amazonaws.com/role-arn": ARN})))
+        .unwrap();
+    let kdir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(kdir.path()).unwrap();
+    let certs = Certs::new();
+    let hook = start_webhook(&kubeconfig, &certs, &[]);
+    let c = client(&certs.ca_pem, false);
+    wait_ready(&c, hook.port).await;
+    let reused = async || {
+        metric(
+            hook.metrics_port,
+            "storage_valet_admission_answers_reused_total",
+        )
+        .await
+    };
+
+    // From the second replica on, the answer is kept; the third gets it,
+    // with its own uid.
+    let first = admit(&c, hook.port, &replica("r-1", "team-a", "CREATE")).await;
+    admit(&c, hook.port, &replica("r-2", "team-a", "CREATE")).await;
+    assert_eq!(reused().await, 0.0);
+    let third = admit(&c, hook.port, &replica("r-3", "team-a", "CREATE")).await;
+    assert_eq!(reused().await, 1.0);
+    assert_eq!(third["response"]["uid"], "r-3");
+    let mut same = third.clone();
+    same["response"]["uid"] = json!("r-1");
+    assert_eq!(same, first);
+    assert!(patch_of(&third).unwrap().to_string().contains(ARN));
+
+    // The same pod in another namespace (whose SA does not exist), or not
+    // a CREATE, is decided afresh.
+    let other = admit(&c, hook.port, &replica("r-3b", "team-b", "CREATE")).await;
+    assert!(patch_of(&other).is_none(), "{other}");
+    let update = admit(&c, hook.port, &replica("r-4", "team-a", "UPDATE")).await;
+    assert!(patch_of(&update).is_none(), "{update}");
+    assert_eq!(reused().await, 1.0);
+
+    // A changed annotation reaches the next replica: never the kept answer.
+    let new_arn = "arn:aws:iam::111122223333:role/other";
+    api.upsert(sa("app", json!({"eks.amazonaws.com/role-arn": new_arn})))
+        .unwrap();
+    eventually("the new role reaches replicas", async || {
+        let r = admit(&c, hook.port, &replica("r-5", "team-a", "CREATE")).await;
+        let text = patch_of(&r).unwrap().to_string();
+        assert!(text.contains(new_arn) != text.contains(ARN), "{text}");
+        text.contains(new_arn)
+    })
+    .await;
+    let before = reused().await;
+    let next = admit(&c, hook.port, &replica("r-6", "team-a", "CREATE")).await;
+    assert!(patch_of(&next).unwrap().to_string().contains(new_arn));
+    assert_eq!(reused().await, before + 1.0);
+
+    // Annotation removed: no patch from then on.
+    api.upsert(sa("app", json!({}))).unwrap();
+    eventually("the removal reaches replicas", async || {
+        patch_of(&admit(&c, hook.port, &replica("r-7", "team-a", "CREATE")).await).is_none()
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_on_lookup_failure_and_sigterm_drains() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -36,6 +36,10 @@ pub struct PodRequest<'a> {
     pub operation: Str<'a>,
     #[serde(default, borrow)]
     pub object: Option<PodView<'a>>,
+    /// The JSON text of `object` as it came (empty when there is none):
+    /// what [`decode_with`]'s `known` recognises in a later review.
+    #[serde(skip)]
+    pub object_json: &'a [u8],
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -67,26 +71,46 @@ pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 /// that is the webhook's largest cost per request, mostly in skipping what
 /// it does not read.
 pub fn decode(body: &[u8]) -> Result<PodRequest<'_>, DecodeError> {
+    decode_with(body, |_| None::<(usize, ())>).map(|(req, _)| req)
+}
+
+/// [`decode`], but an `object` that `known` recognises is not read: given
+/// the body from the object's first byte, `known` returns the length of a
+/// complete JSON value it has seen before and that the body starts with
+/// (plus what it wants back). Since a complete value ends where its bytes
+/// end, the body then holds that very value there, already known to be
+/// valid; the request comes back with `object: None`, its `object_json`
+/// set, and the hit. Everything else is read and checked as by [`decode`].
+pub fn decode_with<'a, H>(
+    body: &'a [u8],
+    mut known: impl FnMut(&'a [u8]) -> Option<(usize, H)>,
+) -> Result<(PodRequest<'a>, Option<H>), DecodeError> {
     let mut r = Reader::new(body);
     let mut api_version = None;
     let mut request = None;
+    let mut hit = None;
     r.fields("struct Review", &["apiVersion", "request"], |r, i| {
         match i {
             0 => api_version = r.option(Reader::string)?,
-            _ => request = r.option(PodRequest::read)?,
+            _ => request = r.option(|r| PodRequest::read(r, &mut known, &mut hit))?,
         }
         Ok(())
     })?;
     r.end()?;
     let mut req = request.ok_or(DecodeError::NoRequest)?;
     req.api_version = api_version.unwrap_or(Str::from(REVIEW_API_VERSION));
-    Ok(req)
+    Ok((req, hit))
 }
 
 impl<'a> PodRequest<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+    fn read<H>(
+        r: &mut Reader<'a>,
+        known: &mut impl FnMut(&'a [u8]) -> Option<(usize, H)>,
+        hit: &mut Option<H>,
+    ) -> json::Result<Self> {
         let (mut uid, mut kind, mut operation) = (None, None, None);
         let (mut sub_resource, mut namespace, mut object) = (None, None, None);
+        let mut object_json: &'a [u8] = &[];
         let names = [
             "uid",
             "kind",
@@ -102,7 +126,21 @@ impl<'a> PodRequest<'a> {
                 2 => sub_resource = r.option(Reader::string)?,
                 3 => namespace = r.option(Reader::string)?,
                 4 => operation = Some(r.string()?),
-                _ => object = r.option(PodView::read)?,
+                _ => {
+                    let rest = r.rest();
+                    let start = r.position();
+                    if let Some((len, h)) = known(rest).filter(|(len, _)| *len <= rest.len()) {
+                        r.step_over(len);
+                        *hit = Some(h);
+                    } else {
+                        *hit = None;
+                        object = r.option(PodView::read)?;
+                    }
+                    object_json = r.since(start);
+                    if object_json == b"null" {
+                        object_json = &[];
+                    }
+                }
             }
             Ok(())
         })?;
@@ -115,6 +153,7 @@ impl<'a> PodRequest<'a> {
             namespace,
             operation: operation.ok_or_else(|| missing("operation"))?,
             object,
+            object_json,
         })
     }
 }
@@ -140,11 +179,16 @@ impl<'a> GroupVersionKind<'a> {
 
 /// True for the requests this webhook changes: Pod CREATE (not a subresource).
 pub fn is_pod_create(req: &PodRequest<'_>) -> bool {
+    creates_pod(req) && req.object.is_some()
+}
+
+/// [`is_pod_create`] but for the object, which a review read by
+/// [`decode_with`] may have left unread.
+pub fn creates_pod(req: &PodRequest<'_>) -> bool {
     req.kind.group.is_empty()
         && req.kind.kind == "Pod"
         && req.operation == "CREATE"
         && req.sub_resource.as_deref().is_none_or(str::is_empty)
-        && req.object.is_some()
 }
 
 /// The namespace and ServiceAccount of the pod under review.
@@ -288,6 +332,51 @@ pub fn admit<'r>(
 /// server's `[]byte` wants it (kube-core's own type would write an array of
 /// numbers: kube-rs issue #1781), with `patchType: JSONPatch`.
 pub fn encode(response: &Response<'_>) -> Vec<u8> {
+    encode_marking_uid(response).0
+}
+
+/// An encoded response whose `uid` can be swapped: the same answer to
+/// reviews that differ only in their uid, written again by a copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UidlessAnswer {
+    /// Encoded with some uid, which is at `uid` (its JSON string).
+    bytes: Vec<u8>,
+    uid: std::ops::Range<usize>,
+}
+
+impl UidlessAnswer {
+    /// The response encoded (what [`encode`] writes) and the same as a
+    /// reusable answer, for one encoding.
+    pub fn encode(response: &Response<'_>) -> (Vec<u8>, Self) {
+        let (bytes, uid) = encode_marking_uid(response);
+        let answer = UidlessAnswer {
+            bytes: bytes.clone(),
+            uid,
+        };
+        (bytes, answer)
+    }
+
+    /// The bytes [`encode`] writes for the response with this uid.
+    pub fn with_uid(&self, uid: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + uid.len() + 8);
+        out.extend_from_slice(&self.bytes[..self.uid.start]);
+        crate::mutate::write_json_str(&mut out, uid);
+        out.extend_from_slice(&self.bytes[self.uid.end..]);
+        out
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// [`encode`], and where the uid's JSON string is.
+fn encode_marking_uid(response: &Response<'_>) -> (Vec<u8>, std::ops::Range<usize>) {
     use crate::mutate::write_json_str as s;
     use base64::Engine;
 
@@ -300,7 +389,9 @@ pub fn encode(response: &Response<'_>) -> Vec<u8> {
     out.extend_from_slice(b"{\"apiVersion\":");
     s(&mut out, response.api_version);
     out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    let uid_start = out.len();
     s(&mut out, response.uid);
+    let uid = uid_start..out.len();
     out.extend_from_slice(if response.allowed {
         b",\"allowed\":true"
     } else {
@@ -333,7 +424,7 @@ pub fn encode(response: &Response<'_>) -> Vec<u8> {
         out.push(b']');
     }
     out.extend_from_slice(b"}}");
-    out
+    (out, uid)
 }
 
 #[cfg(test)]
@@ -467,5 +558,99 @@ mod tests {
             decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
             Err(DecodeError::NoRequest)
         ));
+    }
+
+    /// The object's text as the review carries it.
+    fn object_text(body: &[u8]) -> &[u8] {
+        let start = body.windows(9).position(|w| w == b"\"object\":").unwrap() + 9;
+        let end = body
+            .windows(12)
+            .position(|w| w == b",\"oldObject\"")
+            .unwrap();
+        &body[start..end]
+    }
+
+    #[test]
+    fn decode_keeps_the_object_text() {
+        let body = review("Pod", "CREATE", "app");
+        let req = decode(&body).unwrap();
+        assert_eq!(req.object_json, object_text(&body));
+        let null = String::from_utf8(body.clone())
+            .unwrap()
+            .replace(std::str::from_utf8(object_text(&body)).unwrap(), "null");
+        let req = decode(null.as_bytes()).unwrap();
+        assert!(req.object.is_none() && req.object_json.is_empty());
+    }
+
+    #[test]
+    fn decode_with_steps_over_a_known_object() {
+        let body = review("Pod", "CREATE", "app");
+        let object = object_text(&body).to_vec();
+        let mut asked = 0;
+        let (req, hit) = decode_with(&body, |rest| {
+            asked += 1;
+            rest.starts_with(&object).then_some((object.len(), "seen"))
+        })
+        .unwrap();
+        assert_eq!(asked, 1);
+        assert_eq!(hit, Some("seen"));
+        assert!(req.object.is_none(), "a known object is not read again");
+        assert_eq!(req.object_json, &object[..]);
+        let full = decode(&body).unwrap();
+        assert!(creates_pod(&req) && !is_pod_create(&req));
+        assert_eq!(
+            (req.uid, req.namespace, req.operation, req.api_version),
+            (full.uid, full.namespace, full.operation, full.api_version)
+        );
+
+        // Not known: read as by `decode`.
+        let (req, hit) = decode_with(&body, |_| None::<(usize, ())>).unwrap();
+        assert!(hit.is_none() && req.object.is_some());
+
+        // What follows the object is still checked.
+        let mut broken = body.clone();
+        let at = broken.len() - 3;
+        broken.insert(at, b'x');
+        let known = |rest: &[u8]| rest.starts_with(&object).then_some((object.len(), ()));
+        assert!(decode_with(&broken, known).is_err());
+    }
+
+    #[test]
+    fn uidless_answer_is_encode_with_the_uid() {
+        let sa = sa();
+        let body = review("Pod", "CREATE", "app");
+        let req = decode(&body).unwrap();
+        let (mutated, _) = admit(
+            &req,
+            SaLookup::Found(&sa),
+            false,
+            &Settings::default(),
+            LookupFailure::Allow,
+            0,
+        );
+        let (denied, _) = admit(
+            &req,
+            SaLookup::Unavailable("down"),
+            false,
+            &Settings::default(),
+            LookupFailure::Deny,
+            0,
+        );
+        let mut warned = mutated.clone();
+        warned.warnings = vec!["a \"quoted\" warning".into(), "two".into()];
+        for response in [mutated, denied, warned] {
+            let (_, answer) = UidlessAnswer::encode(&response);
+            for uid in [
+                "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "",
+                "quote\" back\\slash \u{1}",
+            ] {
+                let expected = encode(&Response {
+                    uid,
+                    ..response.clone()
+                });
+                assert_eq!(answer.with_uid(uid), expected, "uid {uid:?}");
+            }
+        }
     }
 }

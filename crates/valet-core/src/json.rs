@@ -252,6 +252,30 @@ impl<'a> Reader<'a> {
         None
     }
 
+    /// Skips whitespace and returns the rest of the body from the next
+    /// value on.
+    #[inline]
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.peek();
+        &self.buf[self.pos..]
+    }
+
+    /// The body from `start` up to the reader's position.
+    pub fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start..self.pos]
+    }
+
+    /// Where the reader is in the body.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Steps over the next `len` bytes: the caller has recognised them as
+    /// one whole value (see [`crate::admission::decode_with`]).
+    pub fn step_over(&mut self, len: usize) {
+        self.pos = (self.pos + len).min(self.buf.len());
+    }
+
     /// Only whitespace may follow the document.
     pub fn end(&mut self) -> Result<()> {
         match self.peek() {

@@ -49,6 +49,14 @@ pub struct WebhookArgs {
         default_value = "allow"
     )]
     pub on_lookup_failure: LookupFailure,
+    /// Answers kept for pods identical to one already admitted (a
+    /// ReplicaSet's replicas; see the webhook's `answers` module); 0 keeps
+    /// none. Bounded in memory by --answer-cache-bytes.
+    #[arg(long, env = "VALET_ANSWER_CACHE_ENTRIES", default_value_t = 512)]
+    pub answer_cache_entries: usize,
+    /// Bytes the kept answers may hold, with their pods' JSON.
+    #[arg(long, env = "VALET_ANSWER_CACHE_BYTES", default_value_t = 16 << 20)]
+    pub answer_cache_bytes: usize,
     /// How long graceful shutdown waits for requests in flight.
     #[arg(long, env = "VALET_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_go_duration)]
     pub shutdown_timeout: Duration,

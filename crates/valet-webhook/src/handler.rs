@@ -11,9 +11,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
-use valet_core::admission::{self, LookupFailure, SaLookup, Verdict};
+use valet_core::admission::{self, LookupFailure, SaLookup, UidlessAnswer, Verdict};
 use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 
+use crate::answers::{Answers, Decided};
 use crate::cache::{Lookup, SaCache};
 use crate::metrics::Metrics;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub container_credentials: ArcSwap<ContainerCredentialsIdentities>,
     pub grace: Duration,
     pub on_lookup_failure: LookupFailure,
+    /// Answers for the next replica of a pod.
+    pub answers: Answers,
     pub metrics: Arc<Metrics>,
     /// True once a certificate is loaded (set at start-up).
     pub cert_loaded: std::sync::atomic::AtomicBool,
@@ -67,18 +70,54 @@ pub async fn mutate(
             format!("Content-Type is {content_type:?}; expected application/json"),
         );
     }
-    let req = match admission::decode(&body) {
+    let mut seen_before = false;
+    let found = admission::decode_with(&body, |rest| {
+        let found = state.answers.find(rest);
+        seen_before = found.seen_before;
+        found.answer
+    });
+    let (req, kept) = match found {
         Ok(r) => r,
-        Err(e) => {
-            state.metrics.count_request("error");
-            warn!(error = %e, "bad admission request");
-            return error(StatusCode::BAD_REQUEST, e.to_string());
+        Err(e) => return bad_request(&state, e),
+    };
+    // A replica of a pod already decided: the kept answer, if it still fits.
+    let mut looked_up = None;
+    if let Some(kept) = &kept
+        && admission::creates_pod(&req)
+        && kept.answers(&req.api_version, req.namespace.as_deref())
+    {
+        let (ns, sa) = (&*kept.namespace, &*kept.service_account);
+        if !state.container_credentials.load().contains(ns, sa) {
+            let lookup = state.cache.lookup(ns, sa, state.grace).await;
+            if let Lookup::Found(cfg) = &lookup
+                && kept.decided_with(cfg)
+            {
+                state.metrics.answers_reused.inc();
+                let verdict = kept.verdict;
+                finish(&state, started, verdict, ns, &kept.pod, sa, kept.warnings);
+                return answer(kept.answer.with_uid(&req.uid));
+            }
+            looked_up = Some((kept.clone(), lookup));
         }
+    }
+    // Not kept, or no longer fitting: the object was not read; read it now.
+    let req = if kept.is_some() {
+        match admission::decode(&body) {
+            Ok(r) => r,
+            Err(e) => return bad_request(&state, e),
+        }
+    } else {
+        req
     };
     let identity = admission::pod_service_account(&req).filter(|_| admission::is_pod_create(&req));
-    let lookup = match identity {
-        Some((ns, sa)) => Some(state.cache.lookup(ns, sa, state.grace).await),
-        None => None,
+    let lookup = match (identity, looked_up) {
+        (Some((ns, sa)), Some((kept, lookup)))
+            if (ns, sa) == (&*kept.namespace, &*kept.service_account) =>
+        {
+            Some(lookup)
+        }
+        (Some((ns, sa)), _) => Some(state.cache.lookup(ns, sa, state.grace).await),
+        (None, _) => None,
     };
     let (ns, sa) = identity.unwrap_or(("", ""));
     let uses_cc = identity.is_some() && state.container_credentials.load().contains(ns, sa);
@@ -95,23 +134,77 @@ pub async fn mutate(
         state.on_lookup_failure,
         jitter(),
     );
+    let pod = req.object.as_ref().map(|p| p.display_name()).unwrap_or("");
+    finish(
+        &state,
+        started,
+        verdict,
+        ns,
+        pod,
+        sa,
+        response.warnings.len(),
+    );
+    // Kept for the next replica when nothing but the SA's configuration
+    // went into it (see the `answers` module).
+    if let Some(Lookup::Found(config)) = lookup
+        && !uses_cc
+        && matches!(verdict, Verdict::Decided(_))
+        // (An answer kept but no longer fitting: replaced.)
+        && (seen_before || kept.is_some())
+    {
+        let (body, kept) = UidlessAnswer::encode(&response);
+        state.answers.keep(Decided {
+            object: req.object_json,
+            api_version: &req.api_version,
+            request_namespace: req.namespace.as_deref(),
+            namespace: ns,
+            service_account: sa,
+            config,
+            answer: kept,
+            verdict,
+            pod,
+            warnings: response.warnings.len(),
+        });
+        return answer(body);
+    }
+    answer(admission::encode(&response))
+}
+
+fn bad_request(state: &AppState, e: admission::DecodeError) -> Response {
+    state.metrics.count_request("error");
+    warn!(error = %e, "bad admission request");
+    error(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+fn answer(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// Counts and logs one decided review.
+fn finish(
+    state: &AppState,
+    started: Instant,
+    verdict: Verdict,
+    ns: &str,
+    pod: &str,
+    sa: &str,
+    warnings: usize,
+) {
     state.metrics.count_request(verdict.metric_outcome());
     state
         .metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
     if !matches!(verdict, Verdict::Ignored) {
-        let pod = req.object.as_ref().map(|p| p.display_name()).unwrap_or("");
         // Per-request lines are debug: at thousands of pods a second, an info
         // line each would cost more than the admission itself.
-        debug!(%ns, %pod, service_account = %sa, verdict = ?verdict, warnings = response.warnings.len(), "admission");
+        debug!(%ns, %pod, service_account = %sa, verdict = ?verdict, warnings, "admission");
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        admission::encode(&response),
-    )
-        .into_response()
 }
 
 /// A random draw for container-credentials token lifetimes (the peer's

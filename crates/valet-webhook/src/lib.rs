@@ -1,11 +1,13 @@
 //! `valet webhook`: the HTTPS admission server.
 //!
 //! - [`handler`]: decode, look up, call `valet_core::admission::admit`, encode
+//! - [`answers`]: answers kept for the next identical replica of a pod
 //! - [`cache`]: metadata-only ServiceAccount watch, parsed annotations only
 //! - [`server`]: TLS + HTTP/1.1 + HTTP/2 serving with graceful shutdown
 //! - [`metrics`]: the Prometheus metrics
 //! - [`args`]: the peer's flags
 
+pub mod answers;
 pub mod args;
 pub mod cache;
 pub mod handler;
@@ -84,6 +86,7 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
         container_credentials: ArcSwap::from_pointee(identities),
         grace: args.service_account_lookup_grace_period,
         on_lookup_failure: args.on_lookup_failure,
+        answers: answers::Answers::new(args.answer_cache_entries, args.answer_cache_bytes),
         metrics: metrics.clone(),
         cert_loaded: true.into(),
     });

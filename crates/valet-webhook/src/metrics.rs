@@ -34,6 +34,7 @@ pub struct Metrics {
     pub api_fallbacks: Family<FallbackLabels, Counter>,
     pub cert_expiry_seconds: Gauge<f64, AtomicU64>,
     pub cc_config_refused: Counter,
+    pub answers_reused: Counter,
     pub registry: Registry,
 }
 
@@ -49,6 +50,7 @@ impl Metrics {
         let api_fallbacks = Family::<FallbackLabels, Counter>::default();
         let cert_expiry_seconds = Gauge::<f64, AtomicU64>::default();
         let cc_config_refused = Counter::default();
+        let answers_reused = Counter::default();
         let mut registry = Registry::with_prefix("storage_valet");
         registry.register(
             "admission_requests",
@@ -85,6 +87,11 @@ impl Metrics {
             "Changes of the container-credentials config refused as invalid (the previous one stays)",
             cc_config_refused.clone(),
         );
+        registry.register(
+            "admission_answers_reused",
+            "Reviews of a pod identical to one already admitted (a replica), answered with the kept answer",
+            answers_reused.clone(),
+        );
         let by_outcome =
             OUTCOMES.map(|outcome| requests.get_or_create_owned(&OutcomeLabels { outcome }));
         Metrics {
@@ -96,6 +103,7 @@ impl Metrics {
             api_fallbacks,
             cert_expiry_seconds,
             cc_config_refused,
+            answers_reused,
             registry,
         }
     }
