@@ -358,7 +358,9 @@ impl UidlessAnswer {
 
     /// The bytes [`encode`] writes for the response with this uid.
     pub fn with_uid(&self, uid: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes.len() + uid.len() + 8);
+        // Exact for a uid that needs no escaping (the API server's are
+        // UUIDs): the body is then handed on without a reallocation.
+        let mut out = Vec::with_capacity(self.bytes.len() - self.uid.len() + uid.len() + 2);
         out.extend_from_slice(&self.bytes[..self.uid.start]);
         crate::mutate::write_json_str(&mut out, uid);
         out.extend_from_slice(&self.bytes[self.uid.end..]);
