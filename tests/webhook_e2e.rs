@@ -100,6 +100,37 @@ fn start_webhook(kubeconfig: &Path, certs: &Certs, extra: &[&str]) -> Webhook {
     }
 }
 
+/// An API server holding some ServiceAccounts, a kubeconfig for it, and
+/// serving certificates: what every test starts a webhook against.
+struct Cluster {
+    api: ApiServer,
+    kubeconfig: PathBuf,
+    certs: Certs,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(sas: &[Value]) -> Cluster {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let api = ApiServer::start().await;
+        for sa in sas {
+            api.insert(sa.clone()).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = api.write_kubeconfig(dir.path()).unwrap();
+        Cluster {
+            api,
+            kubeconfig,
+            certs: Certs::new(),
+            _dir: dir,
+        }
+    }
+
+    fn webhook(&self, extra: &[&str]) -> Webhook {
+        start_webhook(&self.kubeconfig, &self.certs, extra)
+    }
+}
+
 fn client(ca_pem: &str, http1: bool) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
@@ -185,24 +216,14 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_end_to_end() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let api = ApiServer::start().await;
-    api.insert(sa("app", json!({"eks.amazonaws.com/role-arn": ARN, "storage-valet.dev/bucket": "acme-media/team-a/"})))
-        .unwrap();
-    api.insert(sa("plain", json!({}))).unwrap();
-    api.insert(sa(
-        "broken",
-        json!({"eks.amazonaws.com/role-arn": "s3-reader"}),
-    ))
-    .unwrap();
-    let kdir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.write_kubeconfig(kdir.path()).unwrap();
-    let certs = Certs::new();
-    let hook = start_webhook(
-        &kubeconfig,
-        &certs,
-        &["--service-account-lookup-grace-period=3s"],
-    );
+    let cluster = Cluster::start(&[
+        sa("app", json!({"eks.amazonaws.com/role-arn": ARN, "storage-valet.dev/bucket": "acme-media/team-a/"})),
+        sa("plain", json!({})),
+        sa("broken", json!({"eks.amazonaws.com/role-arn": "s3-reader"})),
+    ])
+    .await;
+    let (api, certs) = (&cluster.api, &cluster.certs);
+    let hook = cluster.webhook(&["--service-account-lookup-grace-period=3s"]);
     let h2 = client(&certs.ca_pem, false);
     let h1 = client(&certs.ca_pem, true);
     wait_ready(&h2, hook.port).await;
@@ -360,15 +381,10 @@ fn replica(uid: &str, namespace: &str, operation: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_reuse_the_answer_until_the_sa_changes() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let api = ApiServer::start().await;
-    api.insert(sa("app", json!({"eks.amazonaws.com/role-arn": ARN})))
-        .unwrap();
-    let kdir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.write_kubeconfig(kdir.path()).unwrap();
-    let certs = Certs::new();
-    let hook = start_webhook(&kubeconfig, &certs, &[]);
-    let c = client(&certs.ca_pem, false);
+    let cluster = Cluster::start(&[sa("app", json!({"eks.amazonaws.com/role-arn": ARN}))]).await;
+    let api = &cluster.api;
+    let hook = cluster.webhook(&[]);
+    let c = client(&cluster.certs.ca_pem, false);
     wait_ready(&c, hook.port).await;
     let reused = async || {
         metric(
@@ -425,19 +441,12 @@ async fn replicas_reuse_the_answer_until_the_sa_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_on_lookup_failure_and_sigterm_drains() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let api = ApiServer::start().await;
-    let kdir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.write_kubeconfig(kdir.path()).unwrap();
-    let certs = Certs::new();
-    let mut hook = start_webhook(
-        &kubeconfig,
-        &certs,
-        &[
-            "--on-lookup-failure=deny",
-            "--service-account-lookup-grace-period=2s",
-        ],
-    );
+    let cluster = Cluster::start(&[]).await;
+    let (api, certs) = (&cluster.api, &cluster.certs);
+    let mut hook = cluster.webhook(&[
+        "--on-lookup-failure=deny",
+        "--service-account-lookup-grace-period=2s",
+    ]);
     let c = client(&certs.ca_pem, false);
     wait_ready(&c, hook.port).await;
 
@@ -494,14 +503,9 @@ async fn deny_on_lookup_failure_and_sigterm_drains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_rotation_under_load_fails_nothing() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let api = ApiServer::start().await;
-    api.insert(sa("app", json!({"eks.amazonaws.com/role-arn": ARN})))
-        .unwrap();
-    let kdir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.write_kubeconfig(kdir.path()).unwrap();
-    let certs = Certs::new();
-    let hook = start_webhook(&kubeconfig, &certs, &[]);
+    let cluster = Cluster::start(&[sa("app", json!({"eks.amazonaws.com/role-arn": ARN}))]).await;
+    let certs = &cluster.certs;
+    let hook = cluster.webhook(&[]);
     let new_ca = valet_tls::generate_ca("rotated CA", Duration::from_secs(3600)).unwrap();
     let both = format!("{}{}", certs.ca_pem, new_ca.cert_pem);
     let c = client(&both, false);
@@ -572,12 +576,7 @@ async fn metric(metrics_port: u16, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_credentials_config_reloads_and_refuses_bad_content() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let api = ApiServer::start().await;
-    api.insert(sa("app", json!({}))).unwrap();
-    let kdir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.write_kubeconfig(kdir.path()).unwrap();
-    let certs = Certs::new();
+    let cluster = Cluster::start(&[sa("app", json!({}))]).await;
     // As a ConfigMap volume: the file is replaced by rename, never edited.
     let cdir = tempfile::tempdir().unwrap();
     let config = cdir.path().join("config.json");
@@ -587,15 +586,11 @@ async fn container_credentials_config_reloads_and_refuses_bad_content() {
         std::fs::rename(&tmp, &config).unwrap();
     };
     write(r#"{"identities":[]}"#);
-    let hook = start_webhook(
-        &kubeconfig,
-        &certs,
-        &[&format!(
-            "--watch-container-credentials-config={}",
-            config.display()
-        )],
-    );
-    let c = client(&certs.ca_pem, false);
+    let hook = cluster.webhook(&[&format!(
+        "--watch-container-credentials-config={}",
+        config.display()
+    )]);
+    let c = client(&cluster.certs.ca_pem, false);
     wait_ready(&c, hook.port).await;
     assert!(patch_of(&admit(&c, hook.port, &review("uid-c1", "app")).await).is_none());
 
