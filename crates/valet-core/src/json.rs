@@ -463,6 +463,55 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The fast way through the items a review has most of (env vars,
+    /// volume mounts): an object of strings written compactly, as API
+    /// servers write them, whose first key is `first`:
+    /// `{"name":"HOME","value":"/root"}`. Returns the string of `first` when
+    /// the whole object was read that way; otherwise it consumes nothing and
+    /// the caller reads the object the general way, which also reports what
+    /// is wrong with it. It steps aside for anything less plain: whitespace,
+    /// escapes in `first`'s value or in a key, a non-ASCII key, `first`
+    /// again, a value that is not a string.
+    #[inline]
+    pub fn compact_strings_object(&mut self, first: &[u8]) -> Option<Str<'a>> {
+        let buf = self.buf;
+        let mut p = self.pos;
+        if buf.get(p..p + 2)? != b"{\"" || buf.get(p + 2..p + 2 + first.len())? != first {
+            return None;
+        }
+        p += 2 + first.len();
+        if buf.get(p..p + 3)? != b"\":\"" {
+            return None;
+        }
+        p += 3;
+        let end = self.specials.find(buf, p);
+        if buf.get(end) != Some(&b'"') {
+            return None;
+        }
+        let text = std::str::from_utf8(&buf[p..end]).ok()?;
+        p = end + 1;
+        loop {
+            match *buf.get(p)? {
+                b'}' => {
+                    self.pos = p + 1;
+                    return Some(Str(Cow::Borrowed(text)));
+                }
+                b',' if buf.get(p + 1) == Some(&b'"') => {}
+                _ => return None,
+            }
+            let key_start = p + 2;
+            let key_end = self.specials.find(buf, key_start);
+            let key = &buf[key_start..key_end];
+            if buf.get(key_end) != Some(&b'"') || key == first || !key.is_ascii() {
+                return None;
+            }
+            if buf.get(key_end + 1..key_end + 3)? != b":\"" {
+                return None;
+            }
+            p = string_end(buf, &mut self.specials, key_end + 3)?;
+        }
+    }
+
     /// Reads `null` as `None`, anything else with `read`.
     #[inline]
     pub fn option<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T>) -> Result<Option<T>> {

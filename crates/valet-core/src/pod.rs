@@ -301,6 +301,9 @@ impl<'a> TokenProjectionView<'a> {
 
 impl<'a> Named<'a> {
     fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        if let Some(name) = r.compact_strings_object(b"name") {
+            return Ok(Named { name });
+        }
         let mut named = Named::default();
         r.fields("struct Named", &["name"], |r, _| {
             named.name = r.string()?;

@@ -316,10 +316,57 @@ fn edge_cases_read_as_serde_reads_them() {
             br#"{"request":{"uid":"u","kind":{"kind":@},"operation":"CREATE"}}"#,
             br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{"spec":@}}}"#,
             br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{@:1}}}"#,
+            br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{"spec":{"containers":[{"name":"c","env":[{"name":@}]}]}}}}"#,
+            br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{"spec":{"containers":[{"name":"c","env":[{"name":"A","value":@}]}]}}}}"#,
         ] {
             let at = template.iter().position(|&b| b == b'@').unwrap();
             let body = [&template[..at], value, &template[at + 1..]].concat();
             same_as_serde(&body).unwrap();
+        }
+    }
+}
+
+/// Env vars and volume mounts, on [`Reader::compact_strings_object`]'s fast
+/// way and off it: read as serde reads them, and the fast way taken where
+/// it should be.
+#[test]
+fn named_items_read_as_serde_reads_them() {
+    let items: &[(&[u8], bool)] = &[
+        (br#"{"name":"A"}"#, true),
+        (br#"{"name":"A","value":"x"}"#, true),
+        (br#"{"name":"A","value":"x\"y\u00e9","other":""}"#, true),
+        (br#"{"name":"","value":""}"#, true),
+        (br#"{"name":"\u0041","value":"x"}"#, false),
+        (br#"{"name":"A","name":"B"}"#, false),
+        (br#"{"name":"A","na\u006de":"B"}"#, false),
+        (br#"{"name":"A","value":1}"#, false),
+        (br#"{"name":"A","value":{"x":"y"}}"#, false),
+        (br#"{"name":"A" ,"value":"x"}"#, false),
+        (br#"{ "name":"A"}"#, false),
+        (br#"{"value":"x","name":"A"}"#, false),
+        (br#"{"name":"A","value":"x",}"#, false),
+        (br#"{"name":"A","value":"x""#, false),
+        (br#"{"name":"A","value":"x"]"#, false),
+        (br#"{"name":"A","value"}"#, false),
+        (br#"{"name":"A","value":"\q"}"#, false),
+        (b"{\"name\":\"A\",\"value\":\"a\nb\"}", false),
+        (b"{\"name\":\"\xff\"}", false),
+        (b"{\"name\":\"A\",\"\xff\":\"x\"}", false),
+        (b"{\"name\":\"A\",\"value\":\"\xff\"}", true),
+        (br#"{"name":null}"#, false),
+        (br#"{"name":"A","value":"x"} "#, true),
+    ];
+    let template = br#"{"request":{"uid":"u","kind":{},"operation":"CREATE","object":{"spec":{"containers":[{"name":"c","env":[@],"volumeMounts":[@]}]}}}}"#;
+    for (item, fast) in items {
+        let parts: Vec<&[u8]> = template.split(|&b| b == b'@').collect();
+        let body = [parts[0], item, parts[1], item, parts[2]].concat();
+        same_as_serde(&body).unwrap();
+        let mut r = Reader::new(item);
+        let before = r.position();
+        let got = r.compact_strings_object(b"name");
+        assert_eq!(got.is_some(), *fast, "{}", String::from_utf8_lossy(item));
+        if got.is_none() {
+            assert_eq!(r.position(), before, "nothing consumed");
         }
     }
 }
