@@ -56,6 +56,8 @@ struct Webhook {
     child: Child,
     port: u16,
     metrics_port: u16,
+    /// Its stderr, shown when it does not become ready.
+    log: tempfile::NamedTempFile,
 }
 
 impl Drop for Webhook {
@@ -65,39 +67,67 @@ impl Drop for Webhook {
     }
 }
 
+/// Starts `valet webhook` on two free ports. A port found free can be
+/// taken before the webhook binds it (by another test's connection, say):
+/// the webhook then exits at once, and is started again on other ports.
 fn start_webhook(kubeconfig: &Path, certs: &Certs, extra: &[&str]) -> Webhook {
-    let (port, metrics_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_valet"))
-        .args(["webhook", "--bind-address", "127.0.0.1"])
-        .args([
-            "--port",
-            &port.to_string(),
-            "--metrics-port",
-            &metrics_port.to_string(),
-        ])
-        .arg("--tls-cert")
-        .arg(certs.path("tls.crt"))
-        .arg("--tls-key")
-        .arg(certs.path("tls.key"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        // The peer's arguments, as a deployment of it passes them.
-        .args([
-            "--in-cluster=false",
-            "--logtostderr",
-            "-v=4",
-            "--aws-default-region=eu-west-1",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Webhook {
-        child,
-        port,
-        metrics_port,
+    for _ in 0..5 {
+        let (port, metrics_port) = (free_port(), free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_valet"));
+        command
+            .args(["webhook", "--bind-address", "127.0.0.1"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--metrics-port",
+                &metrics_port.to_string(),
+            ])
+            .arg("--tls-cert")
+            .arg(certs.path("tls.crt"))
+            .arg("--tls-key")
+            .arg(certs.path("tls.key"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            // The peer's arguments, as a deployment of it passes them.
+            .args([
+                "--in-cluster=false",
+                "--logtostderr",
+                "-v=4",
+                "--aws-default-region=eu-west-1",
+            ])
+            .args(extra);
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut hook = Webhook {
+            child,
+            port,
+            metrics_port,
+            log,
+        };
+        // Both ports are bound before anything else can fail slowly.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if hook.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let bound = [port, metrics_port]
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if bound {
+                std::thread::sleep(Duration::from_millis(100));
+                if hook.child.try_wait().unwrap().is_none() {
+                    return hook;
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+    panic!("valet webhook did not start (5 attempts)");
 }
 
 /// An API server holding some ServiceAccounts, a kubeconfig for it, and
@@ -141,19 +171,26 @@ fn client(ca_pem: &str, http1: bool) -> reqwest::Client {
     b.build().unwrap()
 }
 
-async fn wait_ready(c: &reqwest::Client, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = c
-            .get(format!("https://localhost:{port}/readyz"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            return;
+impl Webhook {
+    /// Waits for `/readyz` (certificate loaded, cache synced).
+    async fn wait_ready(&self, c: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = c
+                .get(format!("https://localhost:{}/readyz", self.port))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhook not ready within 60s; its log:\n{}",
+                std::fs::read_to_string(self.log.path()).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(Instant::now() < deadline, "webhook not ready within 60s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -226,7 +263,7 @@ async fn webhook_end_to_end() {
     let hook = cluster.webhook(&["--service-account-lookup-grace-period=3s"]);
     let h2 = client(&certs.ca_pem, false);
     let h1 = client(&certs.ca_pem, true);
-    wait_ready(&h2, hook.port).await;
+    hook.wait_ready(&h2).await;
 
     // Annotated SA, over HTTP/2 and HTTP/1.1: uid echoed, base64 JSON patch.
     for (c, version) in [
@@ -385,7 +422,7 @@ async fn replicas_reuse_the_answer_until_the_sa_changes() {
     let api = &cluster.api;
     let hook = cluster.webhook(&[]);
     let c = client(&cluster.certs.ca_pem, false);
-    wait_ready(&c, hook.port).await;
+    hook.wait_ready(&c).await;
     let reused = async || {
         metric(
             hook.metrics_port,
@@ -448,7 +485,7 @@ async fn deny_on_lookup_failure_and_sigterm_drains() {
         "--service-account-lookup-grace-period=2s",
     ]);
     let c = client(&certs.ca_pem, false);
-    wait_ready(&c, hook.port).await;
+    hook.wait_ready(&c).await;
 
     api.set_down(true).await;
     let resp = admit(&c, hook.port, &review("uid-d", "unknown")).await;
@@ -509,7 +546,7 @@ async fn certificate_rotation_under_load_fails_nothing() {
     let new_ca = valet_tls::generate_ca("rotated CA", Duration::from_secs(3600)).unwrap();
     let both = format!("{}{}", certs.ca_pem, new_ca.cert_pem);
     let c = client(&both, false);
-    wait_ready(&c, hook.port).await;
+    hook.wait_ready(&c).await;
 
     // Load: new connections each time (so every request is a handshake)
     // while the pair is rotated to one signed by a new CA.
@@ -591,7 +628,7 @@ async fn container_credentials_config_reloads_and_refuses_bad_content() {
         config.display()
     )]);
     let c = client(&cluster.certs.ca_pem, false);
-    wait_ready(&c, hook.port).await;
+    hook.wait_ready(&c).await;
     assert!(patch_of(&admit(&c, hook.port, &review("uid-c1", "app")).await).is_none());
 
     write(r#"{"identities":[{"namespace":"team-a","serviceAccount":"app"}]}"#);

@@ -380,9 +380,7 @@ impl UidlessAnswer {
 /// [`encode`], and where the uid's JSON string is.
 fn encode_marking_uid(response: &Response<'_>) -> (Vec<u8>, std::ops::Range<usize>) {
     use crate::mutate::write_json_str as s;
-    use base64::Engine;
 
-    let b64 = base64::engine::general_purpose::STANDARD;
     let patch_len = response
         .patch
         .as_ref()
@@ -407,12 +405,7 @@ fn encode_marking_uid(response: &Response<'_>) -> (Vec<u8>, std::ops::Range<usiz
     if let Some(patch) = &response.patch {
         // base64 needs no JSON escaping: it is written in place.
         out.extend_from_slice(b",\"patch\":\"");
-        let start = out.len();
-        out.resize(start + patch_len, 0);
-        let written = b64
-            .encode_slice(patch, &mut out[start..])
-            .expect("buffer sized for the encoding");
-        out.truncate(start + written);
+        base64_simd::STANDARD.encode_append(patch, &mut out);
         out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
     }
     if !response.warnings.is_empty() {
