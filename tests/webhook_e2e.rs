@@ -477,6 +477,35 @@ async fn replicas_reuse_the_answer_until_the_sa_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_cache_can_be_turned_off() {
+    let cluster = Cluster::start(&[sa("app", json!({"eks.amazonaws.com/role-arn": ARN}))]).await;
+    let hook = cluster.webhook(&["--answer-cache-entries=0"]);
+    let c = client(&cluster.certs.ca_pem, false);
+    hook.wait_ready(&c).await;
+    let first = admit(&c, hook.port, &replica("r-1", "team-a", "CREATE")).await;
+    for uid in ["r-2", "r-3", "r-4"] {
+        let mut next = admit(&c, hook.port, &replica(uid, "team-a", "CREATE")).await;
+        next["response"]["uid"] = json!("r-1");
+        assert_eq!(
+            next, first,
+            "every replica decided afresh, to the same answer"
+        );
+    }
+    let reused = metric(
+        hook.metrics_port,
+        "storage_valet_admission_answers_reused_total",
+    )
+    .await;
+    assert_eq!(reused, 0.0);
+    let mutated = metric(
+        hook.metrics_port,
+        "storage_valet_admission_requests_total{outcome=\"mutated\"}",
+    )
+    .await;
+    assert_eq!(mutated, 4.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_on_lookup_failure_and_sigterm_drains() {
     let cluster = Cluster::start(&[]).await;
     let (api, certs) = (&cluster.api, &cluster.certs);

@@ -136,9 +136,8 @@ impl<'a> PodRequest<'a> {
                         *hit = None;
                         object = r.option(PodView::read)?;
                     }
-                    object_json = r.since(start);
-                    if object_json == b"null" {
-                        object_json = &[];
+                    if hit.is_some() || object.is_some() {
+                        object_json = r.since(start);
                     }
                 }
             }

@@ -51,30 +51,19 @@ const SEEN: usize = 1024;
 
 /// One answer, and what it was decided from.
 pub struct Answer {
-    object: Box<[u8]>,
-    api_version: Box<str>,
-    request_namespace: Option<Box<str>>,
+    /// The pod object's JSON text, as the review carried it.
+    pub object: Box<[u8]>,
+    pub api_version: Box<str>,
+    pub request_namespace: Option<Box<str>>,
+    /// The pod's namespace and ServiceAccount, as the lookup was made.
     pub namespace: Box<str>,
     pub service_account: Box<str>,
-    config: Arc<SaConfig>,
+    /// What that lookup found.
+    pub config: Arc<SaConfig>,
     pub answer: UidlessAnswer,
     pub verdict: Verdict,
     /// For the debug log line.
     pub pod: Box<str>,
-    pub warnings: usize,
-}
-
-/// What an answer was decided from, to keep it.
-pub struct Decided<'a> {
-    pub object: &'a [u8],
-    pub api_version: &'a str,
-    pub request_namespace: Option<&'a str>,
-    pub namespace: &'a str,
-    pub service_account: &'a str,
-    pub config: Arc<SaConfig>,
-    pub answer: UidlessAnswer,
-    pub verdict: Verdict,
-    pub pod: &'a str,
     pub warnings: usize,
 }
 
@@ -171,22 +160,11 @@ impl Answers {
     }
 
     /// Keeps an answer (replacing one for the same object).
-    pub fn keep(&self, decided: Decided<'_>) {
-        if !self.would_keep(decided.object.len()) {
+    pub fn keep(&self, answer: Answer) {
+        if !self.would_keep(answer.object.len()) {
             return;
         }
-        let answer = Arc::new(Answer {
-            object: decided.object.into(),
-            api_version: decided.api_version.into(),
-            request_namespace: decided.request_namespace.map(Into::into),
-            namespace: decided.namespace.into(),
-            service_account: decided.service_account.into(),
-            config: decided.config,
-            answer: decided.answer,
-            verdict: decided.verdict,
-            pod: decided.pod.into(),
-            warnings: decided.warnings,
-        });
+        let answer = Arc::new(answer);
         let key = self.key(&answer.object);
         let size = answer.bytes();
         let mut guard = self.table.write().unwrap_or_else(|p| p.into_inner());
@@ -232,7 +210,7 @@ mod tests {
         o.into_bytes()
     }
 
-    fn decided<'a>(object: &'a [u8], config: &Arc<SaConfig>) -> Decided<'a> {
+    fn decided(object: &[u8], config: &Arc<SaConfig>) -> Answer {
         let response = Response {
             api_version: "admission.k8s.io/v1",
             uid: "",
@@ -241,16 +219,16 @@ mod tests {
             patch: Some(b"[]".to_vec()),
             warnings: Vec::new(),
         };
-        Decided {
-            object,
-            api_version: "admission.k8s.io/v1",
-            request_namespace: Some("team-a"),
-            namespace: "team-a",
-            service_account: "app",
+        Answer {
+            object: object.into(),
+            api_version: "admission.k8s.io/v1".into(),
+            request_namespace: Some("team-a".into()),
+            namespace: "team-a".into(),
+            service_account: "app".into(),
             config: config.clone(),
             answer: UidlessAnswer::encode(&response).1,
             verdict: Verdict::Decided(Outcome::Mutated),
-            pod: "app-",
+            pod: "app-".into(),
             warnings: 0,
         }
     }

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use valet_core::admission::{self, LookupFailure, SaLookup, UidlessAnswer, Verdict};
 use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 
-use crate::answers::{Answers, Decided};
+use crate::answers::{Answer, Answers};
 use crate::cache::{Lookup, SaCache};
 use crate::metrics::Metrics;
 
@@ -97,7 +97,7 @@ pub async fn mutate(
                 finish(&state, started, verdict, ns, &kept.pod, sa, kept.warnings);
                 return answer(kept.answer.with_uid(&req.uid));
             }
-            looked_up = Some((kept.clone(), lookup));
+            looked_up = Some(lookup);
         }
     }
     // Not kept, or no longer fitting: the object was not read; read it now.
@@ -110,14 +110,15 @@ pub async fn mutate(
         req
     };
     let identity = admission::pod_service_account(&req).filter(|_| admission::is_pod_create(&req));
-    let lookup = match (identity, looked_up) {
-        (Some((ns, sa)), Some((kept, lookup)))
-            if (ns, sa) == (&*kept.namespace, &*kept.service_account) =>
+    // The lookup made for the kept answer serves if it was for this pod.
+    let lookup = match (identity, looked_up, &kept) {
+        (Some(id), Some(lookup), Some(kept))
+            if id == (&*kept.namespace, &*kept.service_account) =>
         {
             Some(lookup)
         }
-        (Some((ns, sa)), _) => Some(state.cache.lookup(ns, sa, state.grace).await),
-        (None, _) => None,
+        (Some((ns, sa)), ..) => Some(state.cache.lookup(ns, sa, state.grace).await),
+        (None, ..) => None,
     };
     let (ns, sa) = identity.unwrap_or(("", ""));
     let uses_cc = identity.is_some() && state.container_credentials.load().contains(ns, sa);
@@ -151,18 +152,19 @@ pub async fn mutate(
         && matches!(verdict, Verdict::Decided(_))
         // (An answer kept but no longer fitting: replaced.)
         && (seen_before || kept.is_some())
+        && state.answers.would_keep(req.object_json.len())
     {
         let (body, kept) = UidlessAnswer::encode(&response);
-        state.answers.keep(Decided {
-            object: req.object_json,
-            api_version: &req.api_version,
-            request_namespace: req.namespace.as_deref(),
-            namespace: ns,
-            service_account: sa,
+        state.answers.keep(Answer {
+            object: req.object_json.into(),
+            api_version: (*req.api_version).into(),
+            request_namespace: req.namespace.as_deref().map(Into::into),
+            namespace: ns.into(),
+            service_account: sa.into(),
             config,
             answer: kept,
             verdict,
-            pod,
+            pod: pod.into(),
             warnings: response.warnings.len(),
         });
         return answer(body);
