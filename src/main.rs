@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 
@@ -51,12 +51,12 @@ fn tune_allocator() {
 #[command(
     name = "valet",
     version,
+    propagate_version = true,
     about = "Short-lived, least-privilege S3 access for Kubernetes pods across AWS accounts"
 )]
 struct Cli {
-    /// Log format on stderr: text for people, json for log pipelines.
-    #[arg(long, global = true, env = "VALET_LOG_FORMAT", default_value = "text")]
-    log_format: cmd::logging::LogFormat,
+    #[command(flatten)]
+    log: cmd::logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +64,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The HTTPS admission webhook (drop-in for amazon-eks-pod-identity-webhook).
+    // The webhook keeps the peer's own `--version[=BOOL]`, which prints the version too.
+    #[command(disable_version_flag = true)]
     Webhook(Box<valet_webhook::WebhookArgs>),
     /// Offline dry run of the webhook: the mutation of a pod by its ServiceAccount.
     Mutate(cmd::mutate::MutateArgs),
@@ -78,6 +80,22 @@ enum Command {
     Trust(TrustCommand),
     /// CA and serving certificate for the webhook Service, and its caBundle.
     Certs(valet_tls::CertsArgs),
+    /// Shell completions on stdout (e.g. `valet completions bash > /etc/bash_completion.d/valet`).
+    Completions(CompletionsArgs),
+}
+
+#[derive(clap::Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: Shell,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand)]
@@ -89,10 +107,20 @@ enum TrustCommand {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    cmd::logging::init(cli.log_format);
+    cmd::logging::init(&cli.log);
+    let log_format = cli.log.log_format;
     // One crypto provider for rustls, kube and the AWS SDK, installed first.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let result = match cli.command {
+        Command::Completions(args) => {
+            let shell = match args.shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "valet", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Webhook(args) => cmd::block_on(async {
             valet_webhook::run(*args).await?;
             Ok(ExitCode::SUCCESS)
@@ -105,7 +133,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cmd::block_on(async {
             // Exit 1 means findings; an audit that could not run is 2.
             Ok(valet_audit::cli::run(*args).await.unwrap_or_else(|e| {
-                eprintln!("valet: error: {e}");
+                cmd::logging::fatal(log_format, &e);
                 ExitCode::from(valet_audit::cli::EXIT_ERROR)
             }))
         }),
@@ -120,8 +148,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("valet: error: {e:#}");
+            cmd::logging::fatal(log_format, e.as_ref());
             ExitCode::FAILURE
         }
     }
 }
+
+#[cfg(test)]
+mod cli_tests;

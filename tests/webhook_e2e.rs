@@ -366,7 +366,8 @@ async fn webhook_end_to_end() {
         "storage_valet_admission_duration_seconds_bucket",
         "storage_valet_serviceaccount_cache_size",
         "storage_valet_serviceaccount_cache_misses_total",
-        "storage_valet_tls_certificate_expiry_seconds",
+        "storage_valet_tls_certificate_expiration_timestamp_seconds",
+        "storage_valet_build_info{version=\"",
     ] {
         assert!(m.contains(needle), "metric {needle} missing:\n{m}");
     }

@@ -42,6 +42,7 @@ pub struct AuditArgs {
     /// Audit every namespace (the default when --namespace is not given).
     #[arg(long, short = 'A')]
     pub all_namespaces: bool,
+    /// Report format: a table for people, JSON (audit-schema.json) for tools, or a DOT graph.
     #[arg(
         long,
         short = 'o',

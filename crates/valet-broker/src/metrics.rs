@@ -86,6 +86,11 @@ impl Metrics {
             leader.clone(),
         );
         registry.register_collector(Box::new(IamCollector(probe)));
+        // Both outcomes' series from start-up: rates and alerts see a 0
+        // before the first reconcile instead of no series at all.
+        for outcome in ["ok", "error"] {
+            reconciles.get_or_create_owned(&OutcomeLabels { outcome });
+        }
         Metrics {
             reconciles,
             reconcile_duration,

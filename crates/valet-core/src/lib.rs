@@ -12,10 +12,12 @@
 //! - [`mutate`]: pod + identity + settings -> RFC 6902 JSON Patch
 //! - [`admission`]: AdmissionReview in, AdmissionReview out
 //! - [`arn`], [`bucket`]: typed values with the checks AWS makes
+//! - [`chain`]: an error and its causes, each said once
 
 pub mod admission;
 pub mod arn;
 pub mod bucket;
+pub mod chain;
 pub mod consts;
 pub mod identity;
 pub mod json;

@@ -241,7 +241,10 @@ impl SaCache {
                         self.remove(ns, name);
                     }
                 }
-                Err(error) => warn!(%error, "ServiceAccount watch failed; retrying"),
+                Err(error) => {
+                    self.metrics.watch_errors.inc();
+                    warn!(%error, "ServiceAccount watch failed; retrying");
+                }
             }
         }
     }

@@ -104,8 +104,8 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
         tokio::spawn(async move {
             loop {
                 metrics
-                    .cert_expiry_seconds
-                    .set(resolver.seconds_until_expiry());
+                    .cert_expiration
+                    .set(unix_seconds(resolver.not_after()));
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
         });
@@ -254,4 +254,12 @@ async fn signals(shutdown: CancellationToken) {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     warn!("second signal: exiting now");
     std::process::exit(1);
+}
+
+/// Seconds since the Unix epoch (negative before it: a certificate can say so).
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
 }

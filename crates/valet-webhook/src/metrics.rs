@@ -31,8 +31,11 @@ pub struct Metrics {
     pub duration: Histogram,
     pub cache_size: Gauge,
     pub cache_misses: Counter,
+    /// Errors of the ServiceAccount watch (each is retried with backoff).
+    pub watch_errors: Counter,
     pub api_fallbacks: Family<FallbackLabels, Counter>,
-    pub cert_expiry_seconds: Gauge<f64, AtomicU64>,
+    /// Unix time at which the serving certificate expires (alerts compare it with `time()`).
+    pub cert_expiration: Gauge<f64, AtomicU64>,
     pub cc_config_refused: Counter,
     pub answers_reused: Counter,
     pub registry: Registry,
@@ -47,8 +50,9 @@ impl Metrics {
         ));
         let cache_size = Gauge::default();
         let cache_misses = Counter::default();
+        let watch_errors = Counter::default();
         let api_fallbacks = Family::<FallbackLabels, Counter>::default();
-        let cert_expiry_seconds = Gauge::<f64, AtomicU64>::default();
+        let cert_expiration = Gauge::<f64, AtomicU64>::default();
         let cc_config_refused = Counter::default();
         let answers_reused = Counter::default();
         let mut registry = Registry::with_prefix("storage_valet");
@@ -73,14 +77,19 @@ impl Metrics {
             cache_misses.clone(),
         );
         registry.register(
+            "serviceaccount_watch_errors",
+            "Errors of the ServiceAccount watch (retried with backoff; while they last, the cache goes stale)",
+            watch_errors.clone(),
+        );
+        registry.register(
             "serviceaccount_api_fallbacks",
             "Direct ServiceAccount GETs after the grace period, by result",
             api_fallbacks.clone(),
         );
         registry.register(
-            "tls_certificate_expiry_seconds",
-            "Seconds until the serving certificate expires",
-            cert_expiry_seconds.clone(),
+            "tls_certificate_expiration_timestamp_seconds",
+            "Unix time at which the serving certificate expires",
+            cert_expiration.clone(),
         );
         registry.register(
             "container_credentials_config_refused",
@@ -92,6 +101,19 @@ impl Metrics {
             "Reviews of a pod identical to one already admitted (a replica), answered with the kept answer",
             answers_reused.clone(),
         );
+        registry.register(
+            "build",
+            "The running valet: version and component (always 1)",
+            prometheus_client::metrics::info::Info::new([
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("component", "webhook"),
+            ]),
+        );
+        // Every result's series from start-up, so rates and alerts see a 0
+        // before the first fallback instead of no series at all.
+        for result in ["found", "not_found", "error"] {
+            api_fallbacks.get_or_create_owned(&FallbackLabels { result });
+        }
         let by_outcome =
             OUTCOMES.map(|outcome| requests.get_or_create_owned(&OutcomeLabels { outcome }));
         Metrics {
@@ -100,8 +122,9 @@ impl Metrics {
             duration,
             cache_size,
             cache_misses,
+            watch_errors,
             api_fallbacks,
-            cert_expiry_seconds,
+            cert_expiration,
             cc_config_refused,
             answers_reused,
             registry,

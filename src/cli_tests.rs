@@ -1,0 +1,46 @@
+//! The command-line tree as a whole: what holds for every subcommand and flag.
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+use super::Cli;
+
+/// Every subcommand path, from `valet` down (`["broker", "apply"]`, ...).
+fn paths(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<(Vec<String>, clap::Command)>) {
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let mut path = prefix.clone();
+        path.push(sub.get_name().to_string());
+        out.push((path.clone(), sub.clone()));
+        paths(sub, path, out);
+    }
+}
+
+fn all_commands() -> Vec<(Vec<String>, clap::Command)> {
+    let mut root = Cli::command();
+    root.build();
+    let mut out = vec![(Vec::new(), root.clone())];
+    paths(&root, Vec::new(), &mut out);
+    out
+}
+
+#[test]
+fn every_subcommand_prints_its_version() {
+    let commands = all_commands();
+    assert!(commands.len() > 8, "the tree walk found too little");
+    for (path, _) in commands {
+        let mut argv = vec!["valet".to_string()];
+        argv.extend(path.iter().cloned());
+        argv.push("--version".into());
+        match Cli::try_parse_from(&argv) {
+            Err(e) if e.kind() == ErrorKind::DisplayVersion => {}
+            // The webhook's own peer-compatible `--version` parses as a flag
+            // and prints the version when run.
+            Ok(_) if path == ["webhook"] => {}
+            Err(e) => panic!("{argv:?}: {e}"),
+            Ok(_) => panic!("{argv:?} parsed as a command instead of printing the version"),
+        }
+    }
+}
