@@ -16,6 +16,11 @@ RUN cargo build --release --locked --bin valet
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/valet /usr/local/bin/valet
+# The same binary as /webhook, the command of amazon-eks-pod-identity-webhook's
+# Deployments: called by that name it runs `valet webhook`, so a Deployment of
+# the peer switches image and keeps its command and arguments. (A copy, not a
+# symlink: distroless has no shell to make one.)
+COPY --from=build /src/target/release/valet /webhook
 # distroless "nonroot": UID/GID 65532, the runAsUser of the manifests and chart.
 USER 65532:65532
 # Webhook HTTPS and metrics ports (see manifests/webhook/deployment.yaml).

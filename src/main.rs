@@ -106,7 +106,9 @@ enum TrustCommand {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = Cli::parse();
+    // `/webhook ARGS` (the peer's command) runs `valet webhook ARGS`, and
+    // the webhook's Go-style `-flag` forms are read as `--flag`.
+    let cli = Cli::parse_from(valet_webhook::argv::normalize(std::env::args_os()));
     cmd::logging::init(&cli.log);
     let log_format = cli.log.log_format;
     // One crypto provider for rustls, kube and the AWS SDK, installed first.

@@ -37,6 +37,10 @@ pub struct SaConfig {
     pub token_expiration: Option<i64>,
     /// Bucket env vars (`S3_BUCKET`, ...) in a stable order.
     pub bucket_env: Box<[(Box<str>, Box<str>)]>,
+    /// A valid `storage-valet.dev/bucket-region`: the containers' AWS_REGION
+    /// and AWS_DEFAULT_REGION when --aws-default-region is not set (SDKs
+    /// read no S3_REGION, and STS needs a region).
+    pub bucket_region: Option<Box<str>>,
     /// `bucket_env` as the JSON object recorded on mutated pods (sorted
     /// keys), built once here instead of for every pod.
     pub bucket_env_json: Box<str>,
@@ -128,6 +132,7 @@ impl SaConfig {
                 }
             }
         });
+        cfg.bucket_region = region.map(Into::into);
         cfg.bucket_env = bucket::bucket_env(single.as_ref(), &list, region)
             .into_iter()
             .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))

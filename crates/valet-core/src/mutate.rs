@@ -183,7 +183,12 @@ pub fn mutate<'a>(
     let plan = ContainerPlan {
         aws_env: &aws_env,
         regional_sts: sa.regional_sts.unwrap_or(settings.sts_regional_endpoint),
-        region: settings.aws_default_region.as_deref(),
+        // The flag wins, as in the peer; without it the bucket's region,
+        // so that SDKs (STS first) find one.
+        region: settings
+            .aws_default_region
+            .as_deref()
+            .or(sa.bucket_region.as_deref()),
         bucket_env: &sa.bucket_env,
         volume_name,
         mount_path,

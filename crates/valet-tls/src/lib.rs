@@ -8,14 +8,16 @@ mod error;
 mod generate;
 mod load;
 pub mod plan;
+pub mod policy;
 mod reload;
 mod store;
 
 pub use cli::{CertsArgs, CertsError, CertsOutcome};
-pub use config::{ALPN, server_config};
+pub use config::{ALPN, server_config, server_config_with};
 pub use error::TlsError;
 pub use generate::{CaBundle, ServingPair, generate_ca, generate_serving, service_dns_names};
 pub use load::{CertInfo, certified_key_from_pem, inspect_certificate_pem, load_certified_key};
+pub use policy::{PolicyError, TlsPolicy};
 pub use reload::{DEFAULT_RECHECK_INTERVAL, ReloadOutcome, ReloadingResolver, WatcherHandle};
 
 /// RFC 3339 for log lines and error messages.

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use valet_core::admission::LookupFailure;
-use valet_core::settings::{MutationFlags, parse_go_bool};
+use valet_core::settings::MutationFlags;
+
+use crate::peer::PeerFlags;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct WebhookArgs {
@@ -35,6 +37,18 @@ pub struct WebhookArgs {
     /// Kubeconfig; in-cluster configuration when absent.
     #[arg(long, env = "VALET_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// URL of the API server, overriding the kubeconfig's (or the
+    /// in-cluster) address, as the peer's --kube-api does.
+    #[arg(long, env = "VALET_KUBE_API")]
+    pub kube_api: Option<String>,
+    /// Lowest TLS version served (Go's names: VersionTLS12, VersionTLS13).
+    #[arg(long, env = "VALET_TLS_MIN_VERSION", default_value = "VersionTLS12")]
+    pub tls_min_version: String,
+    /// TLS 1.2 cipher suites allowed, comma-separated Go names (e.g.
+    /// TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); empty: rustls's defaults.
+    /// As in Go, TLS 1.3 suites are always on.
+    #[arg(long, env = "VALET_TLS_CIPHER_SUITES", value_delimiter = ',')]
+    pub tls_cipher_suites: Vec<String>,
     /// How long a pod waits for its ServiceAccount to reach the cache before
     /// one direct GET (Go duration: 100ms, 1s, 0 to disable the wait).
     #[arg(long, env = "VALET_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD", default_value = "100ms", value_parser = parse_go_duration)]
@@ -63,73 +77,7 @@ pub struct WebhookArgs {
     #[command(flatten)]
     pub mutation: MutationFlags,
     #[command(flatten)]
-    pub peer: PeerCompatFlags,
-}
-
-/// Flags of the peer that valet accepts so that a deployment keeps its
-/// arguments, but does not need: it logs what it does instead.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct PeerCompatFlags {
-    /// Peer: certificates from the CSR API. valet serves --tls-cert/--tls-key (see `valet certs`).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
-    pub in_cluster: Option<bool>,
-    #[arg(long, hide = true)]
-    pub kube_api: Option<String>,
-    #[arg(long, hide = true)]
-    pub namespace: Option<String>,
-    #[arg(long, hide = true)]
-    pub service_name: Option<String>,
-    #[arg(long, hide = true)]
-    pub tls_secret: Option<String>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
-    pub watch_config_map: Option<bool>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
-    pub compose_role_arn: Option<bool>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
-    pub enable_debugging_handlers: Option<bool>,
-    /// Peer: print the version and exit.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
-    pub version: Option<bool>,
-    /// klog flags.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
-    pub logtostderr: Option<bool>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool, hide = true)]
-    pub alsologtostderr: Option<bool>,
-    #[arg(short = 'v', long = "v", hide = true)]
-    pub verbosity: Option<u8>,
-}
-
-impl PeerCompatFlags {
-    /// One line per accepted-but-unused peer flag, for the start-up log.
-    pub fn notes(&self) -> Vec<String> {
-        let mut notes = Vec::new();
-        if self.in_cluster == Some(true) {
-            notes.push("--in-cluster: valet does not use the CSR API; it serves --tls-cert/--tls-key (create them with `valet certs`)".into());
-        }
-        if self.watch_config_map == Some(true) {
-            notes
-                .push("--watch-config-map: not supported; annotate ServiceAccounts instead".into());
-        }
-        if self.compose_role_arn == Some(true) {
-            notes.push(
-                "--compose-role-arn: not supported; role-arn annotations must be full ARNs".into(),
-            );
-        }
-        for (flag, set) in [
-            ("--kube-api", self.kube_api.is_some()),
-            ("--namespace", self.namespace.is_some()),
-            ("--service-name", self.service_name.is_some()),
-            ("--tls-secret", self.tls_secret.is_some()),
-            ("--v", self.verbosity.is_some()),
-        ] {
-            if set {
-                notes.push(format!(
-                    "{flag}: accepted for compatibility and ignored (log level: RUST_LOG)"
-                ));
-            }
-        }
-        notes
-    }
+    pub peer: PeerFlags,
 }
 
 /// Go's `time.ParseDuration` for the forms deployments use: `100ms`, `1s`,

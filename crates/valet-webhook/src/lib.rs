@@ -5,13 +5,17 @@
 //! - [`cache`]: metadata-only ServiceAccount watch, parsed annotations only
 //! - [`server`]: TLS + HTTP/1.1 + HTTP/2 serving with graceful shutdown
 //! - [`metrics`]: the Prometheus metrics
-//! - [`args`]: the peer's flags
+//! - [`args`]: the webhook's flags, with the peer's names
+//! - [`peer`]: the peer's flags that have no meaning here, or are refused
+//! - [`argv`]: the peer's Go-style command line, rewritten for clap
 
 pub mod answers;
 pub mod args;
+pub mod argv;
 pub mod cache;
 pub mod handler;
 pub mod metrics;
+pub mod peer;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -51,6 +55,12 @@ pub enum Error {
     },
     #[error("container credentials config {path}: {message}")]
     ContainerCredentials { path: PathBuf, message: String },
+    #[error(transparent)]
+    PeerFlag(#[from] peer::PeerFlagError),
+    #[error(transparent)]
+    TlsPolicy(#[from] valet_tls::PolicyError),
+    #[error("--kube-api={url:?} is not a URL: {reason} (e.g. https://10.0.0.1:6443)")]
+    KubeApi { url: String, reason: String },
 }
 
 /// Runs the webhook until SIGTERM/SIGINT (a second signal exits at once).
@@ -60,17 +70,30 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
         println!("valet webhook {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    for note in args.peer.notes() {
-        info!(note = %note, "peer flag");
+    // Refused flags and bad TLS names fail before anything starts.
+    args.peer.check()?;
+    let tls_policy =
+        valet_tls::TlsPolicy::from_go_names(&args.tls_min_version, &args.tls_cipher_suites)?;
+    let kube_api = args
+        .kube_api
+        .as_deref()
+        .map(parse_kube_api)
+        .transpose()?
+        .flatten();
+    for (flag, instead) in args.peer.notes() {
+        info!(flag, instead, "peer flag accepted; it has no effect here");
     }
     let settings = Settings::from(&args.mutation);
     let metrics = Arc::new(Metrics::new());
 
     let resolver = valet_tls::ReloadingResolver::from_files(&args.tls_cert, &args.tls_key)?;
     let _cert_watch = resolver.spawn_watcher(valet_tls::DEFAULT_RECHECK_INTERVAL)?;
-    let tls = Arc::new(valet_tls::server_config(resolver.clone())?);
+    let tls = Arc::new(valet_tls::server_config_with(
+        resolver.clone(),
+        &tls_policy,
+    )?);
 
-    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let client = kube_client(args.kubeconfig.as_deref(), kube_api).await?;
     let cache = SaCache::new(Some(client), settings.keys.clone(), metrics.clone());
     tokio::spawn(cache.clone().run_watch());
 
@@ -164,8 +187,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, Error> {
-    let config = match kubeconfig {
+async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+    kube_api: Option<http::Uri>,
+) -> Result<kube::Client, Error> {
+    let mut config = match kubeconfig {
         Some(path) => {
             let kc =
                 kube::config::Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
@@ -183,7 +209,28 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Clien
             .await
             .map_err(|e| Error::Kube(e.to_string()))?,
     };
+    if let Some(uri) = kube_api {
+        config.cluster_url = uri;
+    }
     kube::Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+}
+
+/// `--kube-api`: the API server's URL (`None` when empty, the peer's default).
+fn parse_kube_api(url: &str) -> Result<Option<http::Uri>, Error> {
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let bad = |reason: String| Error::KubeApi {
+        url: url.to_string(),
+        reason,
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+    if uri.scheme().is_none() || uri.host().is_none() {
+        return Err(bad("it needs a scheme and a host".into()));
+    }
+    Ok(Some(uri))
 }
 
 /// The parsed identities and the bytes they came from (the watcher's

@@ -269,6 +269,48 @@ fn region_flag_sets_both_region_vars_unless_one_is_set() {
 }
 
 #[test]
+fn bucket_region_sets_both_region_vars_when_the_flag_is_unset() {
+    let s = sa()
+        .role(ARN)
+        .ann("storage-valet.dev/bucket", "acme-media")
+        .ann("storage-valet.dev/bucket-region", "ap-south-2");
+    let (out, _) = run(&pod().with_container("app"), &s, &Settings::default());
+    let env = env_of(&out, "containers", 0);
+    assert_eq!(env["AWS_REGION"], "ap-south-2");
+    assert_eq!(env["AWS_DEFAULT_REGION"], "ap-south-2");
+    assert_eq!(env["S3_REGION"], "ap-south-2");
+    // --aws-default-region wins, as the peer's flag does.
+    let flag = Settings {
+        aws_default_region: Some("eu-west-1".into()),
+        ..Settings::default()
+    };
+    let env = env_of(
+        &run(&pod().with_container("app"), &s, &flag).0,
+        "containers",
+        0,
+    );
+    assert_eq!(env["AWS_REGION"], "eu-west-1");
+    assert_eq!(env["S3_REGION"], "ap-south-2");
+    // A container that sets either region variable keeps its choice.
+    let p = pod()
+        .with_container("app")
+        .with_env(0, "AWS_REGION", "us-east-2");
+    let env = env_of(&run(&p, &s, &Settings::default()).0, "containers", 0);
+    assert_eq!(env["AWS_REGION"], "us-east-2");
+    assert!(!env.contains_key("AWS_DEFAULT_REGION"));
+    // An invalid region injects nothing (and is warned about).
+    let bad = sa()
+        .role(ARN)
+        .ann("storage-valet.dev/bucket-region", "mars");
+    let env = env_of(
+        &run(&pod().with_container("app"), &bad, &Settings::default()).0,
+        "containers",
+        0,
+    );
+    assert!(!env.contains_key("AWS_REGION"));
+}
+
+#[test]
 fn user_set_env_is_never_overridden() {
     // The user's own role: neither role nor token file is touched.
     let p = pod()
