@@ -80,6 +80,9 @@ impl SaCache {
 
     fn parse(&self, annotations: &BTreeMap<String, String>) -> Arc<SaConfig> {
         let cfg = SaConfig::from_annotations(annotations, &self.keys);
+        if cfg.role_arn.is_some() {
+            self.metrics.peer.mark_used();
+        }
         if cfg.is_empty() {
             self.empty.clone()
         } else {
@@ -160,7 +163,11 @@ impl SaCache {
                 }
             }
         }
-        self.fetch(ns, name).await
+        let found = self.fetch(ns, name).await;
+        if !matches!(found, Lookup::Found(_)) {
+            self.metrics.peer.count_missing_sa();
+        }
+        found
     }
 
     /// One direct GET of the SA's metadata: since we cannot be sure the

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 use valet_core::admission::{self, LookupFailure, SaLookup, UidlessAnswer, Verdict};
+use valet_core::mutate::Outcome;
 use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 
 use crate::answers::{Answer, Answers};
@@ -95,6 +96,7 @@ pub async fn mutate(
                 state.metrics.answers_reused.inc();
                 let verdict = kept.verdict;
                 finish(&state, started, verdict, ns, &kept.pod, sa, kept.warnings);
+                count_peer_pod(&state, verdict, false);
                 return answer(kept.answer.with_uid(&req.uid));
             }
             looked_up = Some(lookup);
@@ -145,6 +147,7 @@ pub async fn mutate(
         sa,
         response.warnings.len(),
     );
+    count_peer_pod(&state, verdict, uses_cc);
     // Kept for the next replica when nothing but the SA's configuration
     // went into it (see the `answers` module).
     if let Some(Lookup::Found(config)) = lookup
@@ -185,6 +188,14 @@ fn answer(body: Vec<u8>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `pod_identity_webhook_pod_count`: the peer counts every pod it builds
+/// credentials for, changed or not.
+fn count_peer_pod(state: &AppState, verdict: Verdict, container_credentials: bool) {
+    if let Verdict::Decided(Outcome::Mutated | Outcome::Unchanged) = verdict {
+        state.metrics.peer.count_pod(container_credentials);
+    }
 }
 
 /// Counts and logs one decided review.

@@ -5,6 +5,7 @@
 //! - [`cache`]: metadata-only ServiceAccount watch, parsed annotations only
 //! - [`server`]: TLS + HTTP/1.1 + HTTP/2 serving with graceful shutdown
 //! - [`metrics`]: the Prometheus metrics
+//! - [`peer_metrics`]: the peer's metrics, under its names
 //! - [`args`]: the webhook's flags, with the peer's names
 //! - [`peer`]: the peer's flags that have no meaning here, or are refused
 //! - [`argv`]: the peer's Go-style command line, rewritten for clap
@@ -16,6 +17,7 @@ pub mod cache;
 pub mod handler;
 pub mod metrics;
 pub mod peer;
+pub mod peer_metrics;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -180,11 +182,37 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
 /// The HTTPS routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/mutate", post(handler::mutate))
+        .route(
+            "/mutate",
+            // Only /mutate, as the peer instruments it.
+            post(handler::mutate).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                instrument_peer_route,
+            )),
+        )
         .route("/healthz", get(handler::healthz))
         .route("/readyz", get(handler::readyz))
         .layer(DefaultBodyLimit::max(handler::MAX_BODY))
         .with_state(state)
+}
+
+/// The peer's `InstrumentRoute`: `http_request_count` and the latencies.
+async fn instrument_peer_route(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let verb = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    state.metrics.peer.observe_request(
+        verb.as_str(),
+        &path,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn kube_client(

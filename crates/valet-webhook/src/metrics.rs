@@ -24,6 +24,8 @@ pub struct FallbackLabels {
 const OUTCOMES: [&str; 3] = ["mutated", "skipped", "error"];
 
 pub struct Metrics {
+    /// amazon-eks-pod-identity-webhook's series, under its names.
+    pub peer: crate::peer_metrics::PeerMetrics,
     pub requests: Family<OutcomeLabels, Counter>,
     /// The three series of `requests`, resolved once: counting a request
     /// then takes no lock and hashes no labels.
@@ -117,6 +119,7 @@ impl Metrics {
         let by_outcome =
             OUTCOMES.map(|outcome| requests.get_or_create_owned(&OutcomeLabels { outcome }));
         Metrics {
+            peer: Default::default(),
             requests,
             by_outcome,
             duration,
@@ -145,7 +148,10 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        // The peer's families beside ours, before the end marker.
+        self.peer.encode(&mut out);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 }
