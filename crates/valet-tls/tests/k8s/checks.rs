@@ -87,18 +87,28 @@ fn webhook_configuration(docs: &[Value], namespace: &str, p: &mut Problems) {
                 "namespaceSelector must exclude kube-system and storage-valet's namespace",
                 excluded.contains("kube-system") && excluded.contains(namespace),
             );
-            let opt_out = hook["objectSelector"]["matchExpressions"]
+            let selector: Vec<&Value> = hook["objectSelector"]["matchExpressions"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|e| {
-                    e["key"] == "storage-valet.dev/inject"
-                        && e["operator"] == "NotIn"
-                        && strs(&e["values"]) == ["false"]
-                });
+                .collect();
+            let has = |key: &str, op: &str, values: &[&str]| {
+                selector
+                    .iter()
+                    .any(|e| e["key"] == key && e["operator"] == op && strs(&e["values"]) == values)
+            };
             expect(
-                "objectSelector must honour the opt-out label storage-valet.dev/inject=false",
-                opt_out,
+                "objectSelector must honour the opt-out label storage-valet.dev/inject=false (or opt in with inject=true)",
+                has("storage-valet.dev/inject", "NotIn", &["false"])
+                    || has("storage-valet.dev/inject", "In", &["true"]),
+            );
+            expect(
+                "objectSelector must honour the peer's opt-out label eks.amazonaws.com/skip-pod-identity-webhook",
+                has(
+                    "eks.amazonaws.com/skip-pod-identity-webhook",
+                    "DoesNotExist",
+                    &[],
+                ),
             );
             let rules = hook["rules"].as_array().cloned().unwrap_or_default();
             let pods_create_only = rules.len() == 1
