@@ -70,11 +70,11 @@ enum Command {
     /// Offline dry run of the webhook: the mutation of a pod by its ServiceAccount.
     Mutate(cmd::mutate::MutateArgs),
     /// BucketAccess controller (Lease-elected); `valet broker apply -f FILE...` for pipelines.
-    Broker(Box<valet_broker::cli::BrokerArgs>),
+    Broker(Box<valet_cli::broker::BrokerArgs>),
     /// Print the BucketAccess CustomResourceDefinition.
-    Crd(valet_broker::cli::CrdArgs),
+    Crd(valet_cli::broker::CrdArgs),
     /// Which pods and ServiceAccounts got which roles and buckets; what is wrong or stale.
-    Audit(Box<valet_audit::cli::AuditArgs>),
+    Audit(Box<valet_cli::audit::AuditArgs>),
     /// OIDC trust diagnosis: PASS/WARN/FAIL per link, with the fix.
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -101,7 +101,7 @@ enum Shell {
 #[derive(Subcommand)]
 enum TrustCommand {
     /// Check every link from the cluster's issuer to the role's trust policy.
-    Check(valet_broker::cli_trust::TrustCheckArgs),
+    Check(valet_cli::trust::TrustCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -129,18 +129,20 @@ fn main() -> ExitCode {
         }),
         Command::Mutate(args) => cmd::mutate::run(args),
         Command::Broker(args) => {
-            cmd::block_on(async { Ok(valet_broker::cli::run_broker(*args).await?) })
+            cmd::block_on(async { Ok(valet_cli::broker::run_broker(*args).await?) })
         }
-        Command::Crd(args) => valet_broker::cli::run_crd(args).map_err(Into::into),
+        Command::Crd(args) => valet_cli::broker::run_crd(args).map_err(Into::into),
         Command::Audit(args) => cmd::block_on(async {
             // Exit 1 means findings; an audit that could not run is 2.
-            Ok(valet_audit::cli::run(*args).await.unwrap_or_else(|e| {
-                cmd::logging::fatal(log_format, &e);
-                ExitCode::from(valet_audit::cli::EXIT_ERROR)
-            }))
+            Ok(valet_audit::cli::run((*args).into())
+                .await
+                .unwrap_or_else(|e| {
+                    cmd::logging::fatal(log_format, &e);
+                    ExitCode::from(valet_audit::cli::EXIT_ERROR)
+                }))
         }),
         Command::Trust(TrustCommand::Check(args)) => {
-            cmd::block_on(async { Ok(valet_broker::cli_trust::run(args).await?) })
+            cmd::block_on(async { Ok(valet_cli::trust::run(args).await?) })
         }
         Command::Certs(args) => cmd::block_on(async {
             valet_tls::cli::run(args).await?;

@@ -69,9 +69,9 @@ async fn run_audit(kubeconfig: &str, page_size: &str) -> anyhow::Result<()> {
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
-        audit: valet_audit::AuditArgs,
+        audit: valet_cli::audit::AuditArgs,
     }
-    let args = <Cli as clap::Parser>::parse_from([
+    let args: valet_audit::AuditOptions = <Cli as clap::Parser>::parse_from([
         "audit",
         "--kubeconfig",
         kubeconfig,
@@ -80,7 +80,8 @@ async fn run_audit(kubeconfig: &str, page_size: &str) -> anyhow::Result<()> {
         "-o",
         "json",
     ])
-    .audit;
+    .audit
+    .into();
     let start = Instant::now();
     let c = client(args.kubeconfig.as_deref()).await?;
     let report = audit(&c, &args).await?;

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use valet_core::consts::DEFAULT_ANNOTATION_PREFIX;
 use valet_core::settings::AnnotationKeys;
 
 use crate::collect::{CollectError, Scope, collect};
@@ -28,53 +27,23 @@ pub enum Output {
     Dot,
 }
 
-/// `valet audit [--namespace NS | --all-namespaces] [-o table|json|dot] ...`
-#[derive(clap::Args, Clone, Debug)]
-pub struct AuditArgs {
-    /// Audit this namespace only.
-    #[arg(
-        long,
-        short = 'n',
-        env = "VALET_AUDIT_NAMESPACE",
-        conflicts_with = "all_namespaces"
-    )]
+/// One audit: what to collect and how to judge it (`valet-cli` fills it from flags).
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    /// This namespace only; every namespace when absent.
     pub namespace: Option<String>,
-    /// Audit every namespace (the default when --namespace is not given).
-    #[arg(long, short = 'A')]
-    pub all_namespaces: bool,
-    /// Report format: a table for people, JSON (audit-schema.json) for tools, or a DOT graph.
-    #[arg(
-        long,
-        short = 'o',
-        value_enum,
-        default_value_t,
-        env = "VALET_AUDIT_OUTPUT"
-    )]
     pub output: Output,
     /// Exit 1 when a finding of this severity or worse exists.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "warning",
-        env = "VALET_AUDIT_FAIL_ON"
-    )]
     pub fail_on: Severity,
     /// Also check each role's OIDC trust chain (as `valet trust check` does).
-    #[arg(long, env = "VALET_AUDIT_WITH_TRUST")]
     pub with_trust: bool,
     /// Include Succeeded and Failed pods.
-    #[arg(long, env = "VALET_AUDIT_INCLUDE_COMPLETED")]
     pub include_completed: bool,
-    /// Kubeconfig file; default: in-cluster config or $KUBECONFIG / ~/.kube/config.
-    #[arg(long, env = "VALET_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
     /// The webhook's --annotation-prefix.
-    #[arg(long, env = "VALET_ANNOTATION_PREFIX", default_value = DEFAULT_ANNOTATION_PREFIX)]
     pub annotation_prefix: String,
     /// Objects per list request.
-    #[arg(long, env = "VALET_AUDIT_PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
-    #[command(flatten)]
     pub trust: TrustOptions,
 }
 
@@ -114,7 +83,7 @@ pub async fn client(path: Option<&Path>) -> Result<kube::Client, Error> {
 }
 
 /// Collects and judges; the report is what every output renders.
-pub async fn audit(client: &kube::Client, args: &AuditArgs) -> Result<report::Report, Error> {
+pub async fn audit(client: &kube::Client, args: &AuditOptions) -> Result<report::Report, Error> {
     let scope = Scope {
         namespace: args.namespace.clone(),
         include_completed: args.include_completed,
@@ -153,7 +122,7 @@ pub fn exit_code(r: &report::Report, fail_on: Severity) -> ExitCode {
 }
 
 /// Prints the report on stdout. `Err` means the audit could not run: exit 2.
-pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
+pub async fn run(args: AuditOptions) -> Result<ExitCode, Error> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let r = audit(&client, &args).await?;
     print!("{}", render(&r, args.output)?);

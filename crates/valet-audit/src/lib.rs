@@ -15,6 +15,6 @@ pub mod report;
 pub mod table;
 pub mod trust;
 
-pub use cli::{AuditArgs, Error, Output, run};
+pub use cli::{AuditOptions, Error, Output, run};
 pub use facts::Facts;
 pub use judge::{Finding, Kind, Severity, judge};

@@ -3,15 +3,15 @@
 
 use std::path::PathBuf;
 
-use valet_broker::cli_trust::{TrustCheckArgs, check};
-use valet_broker::trust::{OutputFormat, Status, TrustReport};
+use valet_trust::diagnose::{TrustCheck, check};
+use valet_trust::{OutputFormat, Status, TrustReport};
 
 use crate::facts::Facts;
 use crate::judge::{Finding, Kind, Severity};
 
 /// The trust check's own options (issuer, AWS access to the bucket account):
 /// the same flags as `valet trust check`.
-pub use valet_broker::cli_trust::TrustTarget as TrustOptions;
+pub use valet_trust::diagnose::TrustTarget as TrustOptions;
 
 /// Converts one trust report into findings on its ServiceAccount.
 pub fn findings_of(report: &TrustReport) -> Vec<Finding> {
@@ -60,7 +60,7 @@ pub async fn check_all(
         .iter()
         .filter(|s| s.config.role_arn.is_some())
     {
-        let args = TrustCheckArgs {
+        let args = TrustCheck {
             namespace: sa.namespace.clone(),
             service_account: sa.name.clone(),
             role_arn: None,

@@ -17,15 +17,15 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use futures::StreamExt;
 use kube::api::Api;
-use valet_broker::aws::{AwsClients, AwsConfig};
 use valet_broker::config::{BrokerConfig, BucketAccountConfig, RetrySettings};
 use valet_broker::controller::BrokerParts;
 use valet_broker::crd::{Access, BucketAccess, BucketAccessSpec, BucketGrant};
 use valet_broker::reconcile::{Ctx, reconcile};
-use valet_broker::trust::OidcHttp;
 use valet_testkit::apiserver::{ApiServer, ResourceDef};
 use valet_testkit::moto::Moto;
 use valet_testkit::oidc::OidcIssuer;
+use valet_trust::OidcHttp;
+use valet_trust::aws::{AwsClients, AwsConfig};
 
 const ACCOUNT: &str = "222222222222";
 const BASE_ACCOUNT: &str = "111111111111";

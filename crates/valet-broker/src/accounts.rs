@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
+use valet_trust::aws::AwsClients;
 
-use crate::aws::AwsClients;
 use crate::config::BrokerConfig;
 use crate::iam::{Iam, IamProbe};
 

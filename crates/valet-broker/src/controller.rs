@@ -12,9 +12,10 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tracing::{info, warn};
+use valet_trust::OidcHttp;
+use valet_trust::aws::{AwsClients, AwsConfig};
 
 use crate::accounts::Accounts;
-use crate::aws::{AwsClients, AwsConfig};
 use crate::config::BrokerConfig;
 use crate::crd::BucketAccess;
 use crate::iam::IamProbe;
@@ -22,7 +23,6 @@ use crate::lease::LeaseLock;
 use crate::metrics::Metrics;
 use crate::reconcile::{Ctx, error_policy, reconcile};
 use crate::status::ANN_OWNER;
-use crate::trust::OidcHttp;
 use crate::trust_gate::TrustGate;
 
 pub const CONTROLLER_NAME: &str = "storage-valet-broker";

@@ -1,18 +1,16 @@
-//! valet-broker: the `BucketAccess` CRD, OIDC trust checks, IAM role
-//! provisioning and the `valet broker` controller.
+//! valet-broker: the `BucketAccess` CRD, IAM role provisioning, the
+//! controller and `valet broker apply`. The policy documents live in
+//! `valet-policy`, the OIDC trust chain in `valet-trust`, the command line
+//! in `valet-cli`; the entry points here take plain config structs.
 //!
-//! Pure modules (`crd` validation, `naming`, `policy`, `evaluate`) never do
+//! Pure modules (`crd` validation, `naming`, `policy`, `status`) never do
 //! I/O; `iam`, `provision`, `reconcile`, `controller` and `apply` do.
 
 pub mod accounts;
 pub mod apply;
-pub mod aws;
-pub mod cli;
-pub mod cli_trust;
 pub mod config;
 pub mod controller;
 pub mod crd;
-pub mod evaluate;
 pub mod iam;
 pub mod lease;
 pub mod metrics;
@@ -21,7 +19,7 @@ pub mod policy;
 pub mod provision;
 pub mod reconcile;
 pub mod retire;
+pub mod run;
 pub mod sa;
 pub mod status;
-pub mod trust;
 pub mod trust_gate;

@@ -10,10 +10,11 @@ use crate::config::BrokerConfig;
 use crate::crd::ValidSpec;
 use crate::iam::{Iam, IamError, RoleInfo};
 use crate::naming::{NamingError, role_name, role_path};
-use crate::policy::{
-    PolicyDocument, PolicyError, access_policy, oidc_provider_arn, partition_for_region,
-    trust_policy,
+use valet_policy::{
+    PolicyDocument, PolicyError, oidc_provider_arn, partition_for_region, trust_policy,
 };
+
+use crate::policy::access_policy;
 
 /// Name of the inline policy the broker owns on each role.
 pub const INLINE_POLICY_NAME: &str = "storage-valet-access";

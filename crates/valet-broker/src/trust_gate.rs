@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use tracing::info;
+use valet_trust::policy_check::{TrustPolicy, WebIdentity, analyse};
+use valet_trust::{LinkResult, OidcHttp, ProviderRef, Status, TrustChecker};
 
 use crate::accounts::AccountClients;
 use crate::provision::DesiredRole;
-use crate::trust::policy_check::{TrustPolicy, WebIdentity, analyse};
-use crate::trust::{LinkResult, OidcHttp, ProviderRef, Status, TrustChecker};
 
 /// The verdict, shaped for a condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +116,7 @@ impl TrustGate {
         let want = WebIdentity {
             provider_arn: provider.arn(),
             provider_url: provider.url.clone(),
-            sub: crate::policy::service_account_subject(&role.namespace, &role.service_account),
+            sub: valet_policy::service_account_subject(&role.namespace, &role.service_account),
             aud: self.audience.clone(),
             role_name: role.name.clone(),
         };

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use common::*;
 use valet_broker::crd::Access;
 use valet_broker::iam::FaultKind;
-use valet_broker::policy::PolicyDocument;
 use valet_broker::provision::*;
+use valet_policy::PolicyDocument;
 
 fn desired(cluster: &str, ns: &str, sa: &str) -> DesiredRole {
     let spec = spec(

@@ -11,9 +11,9 @@ use common::{grant, spec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{DeleteParams, PostParams};
 use valet_broker::crd::Access;
-use valet_broker::evaluate::{Decision, WebIdentityRequest, evaluate};
-use valet_broker::policy::{PolicyDocument, oidc_provider_arn};
 use valet_broker::provision::INLINE_POLICY_NAME;
+use valet_policy::evaluate::{Decision, WebIdentityRequest, evaluate};
+use valet_policy::{PolicyDocument, oidc_provider_arn};
 
 fn annotations(sa: &ServiceAccount) -> BTreeMap<String, String> {
     sa.metadata.annotations.clone().unwrap_or_default()

@@ -3,8 +3,9 @@
 
 use serde_json::json;
 use valet_broker::crd::{Access, ValidGrant};
-use valet_broker::evaluate::{Decision, WebIdentityRequest, evaluate, glob};
-use valet_broker::policy::*;
+use valet_broker::policy::access_policy;
+use valet_policy::evaluate::{Decision, WebIdentityRequest, evaluate, glob};
+use valet_policy::*;
 
 const ISSUER: &str = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123";
 const PROVIDER: &str =

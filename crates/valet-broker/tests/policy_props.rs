@@ -3,9 +3,10 @@
 use proptest::prelude::*;
 use serde_json::json;
 use valet_broker::crd::{Access, ValidGrant};
-use valet_broker::evaluate::{Decision, WebIdentityRequest, evaluate};
 use valet_broker::naming::{DEFAULT_NAME_PATTERN, role_name};
-use valet_broker::policy::{PolicyDocument, access_policy, oidc_provider_arn, trust_policy};
+use valet_broker::policy::access_policy;
+use valet_policy::evaluate::{Decision, WebIdentityRequest, evaluate};
+use valet_policy::{PolicyDocument, oidc_provider_arn, trust_policy};
 
 const ISSUER: &str = "https://oidc.example.com/id/ABC";
 

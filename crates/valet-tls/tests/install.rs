@@ -217,7 +217,7 @@ fn the_dockerfile_builds_with_the_readme_command() -> anyhow::Result<()> {
 #[derive(clap::Parser)]
 enum Valet {
     Webhook(Box<valet_webhook::WebhookArgs>),
-    Broker(Box<valet_broker::cli::BrokerArgs>),
+    Broker(Box<valet_cli::broker::BrokerArgs>),
 }
 
 /// Every `valet webhook` and `valet broker` command line of an install

@@ -7,7 +7,8 @@ pub mod schema;
 
 use clap::Parser;
 use serde_json::{Value, json};
-use valet_audit::AuditArgs;
+use valet_audit::AuditOptions;
+use valet_cli::audit::AuditArgs;
 use valet_testkit::apiserver::ApiServer;
 
 pub const ROLE_WEB: &str = "arn:aws:iam::222222222222:role/storage-valet/team-a-web";
@@ -20,10 +21,10 @@ struct Cli {
 }
 
 /// `valet audit` arguments as a user types them.
-pub fn args(argv: &[&str]) -> AuditArgs {
+pub fn args(argv: &[&str]) -> AuditOptions {
     let mut all = vec!["valet-audit"];
     all.extend_from_slice(argv);
-    Cli::parse_from(all).audit
+    Cli::parse_from(all).audit.into()
 }
 
 pub fn sa(ns: &str, name: &str, annotations: Value) -> Value {

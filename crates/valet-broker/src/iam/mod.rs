@@ -15,7 +15,7 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::Tag;
 
 use crate::config::RetrySettings;
-use crate::policy::PolicyDocument;
+use valet_policy::PolicyDocument;
 
 mod probe;
 

@@ -11,15 +11,15 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
-use valet_broker::aws::{AwsClients, AwsConfig};
 use valet_broker::config::{BrokerConfig, BucketAccountConfig};
 use valet_broker::controller::BrokerParts;
 use valet_broker::crd::{BucketAccess, BucketAccessSpec, Condition};
 use valet_broker::iam::{Iam, IamCounts};
 use valet_broker::reconcile::{Ctx, reconcile};
-use valet_broker::trust::OidcHttp;
 use valet_testkit::apiserver::{ApiServer, ResourceDef};
 use valet_testkit::oidc::OidcIssuer;
+use valet_trust::OidcHttp;
+use valet_trust::aws::{AwsClients, AwsConfig};
 
 use super::{fast_retry, moto};
 

@@ -5,7 +5,7 @@ mod trust_common;
 
 use serde_json::json;
 use trust_common::*;
-use valet_broker::trust::{Link, ProviderRef, Status};
+use valet_trust::{Link, ProviderRef, Status};
 
 fn sub() -> String {
     format!("system:serviceaccount:{NS}:{SA}")
@@ -200,7 +200,7 @@ async fn provider_in_another_account_fails_links_4_and_5() {
     let report = c.run(&c.input(c.token())).await;
     println!(
         "{}",
-        valet_broker::trust::render(&report, valet_broker::trust::OutputFormat::Table)
+        valet_trust::render(&report, valet_trust::OutputFormat::Table)
     );
     expect(
         &report,
@@ -238,7 +238,7 @@ async fn role_missing_fails_with_create_role() {
 async fn credentials_in_the_wrong_account_are_named() {
     let c = Chain::healthy().await;
     // Cluster-account credentials cannot see the bucket account's IAM.
-    let checker = valet_broker::trust::TrustChecker::new(c.http(), Ok(c.cluster.clone()));
+    let checker = valet_trust::TrustChecker::new(c.http(), Ok(c.cluster.clone()));
     let report = checker.check_chain(&c.input(c.token())).await;
     expect(
         &report,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::trust::Status;
+use crate::Status;
 
 const URL: &str = "oidc.eks.eu-west-1.amazonaws.com/id/ABC";
 

@@ -99,7 +99,7 @@ fn write_wrapped(out: &mut String, first: &str, rest: &str, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::{Link, LinkResult};
+    use crate::{Link, LinkResult};
 
     #[test]
     fn table_has_a_line_per_link_and_the_verdict() {

@@ -1,4 +1,6 @@
-//! The OIDC trust chain behind cross-account IRSA, proved link by link.
+//! valet-trust: the OIDC trust chain behind cross-account IRSA, proved
+//! link by link. Used by the broker (its `TrustValid` condition), `valet
+//! trust check` and `valet audit --with-trust`.
 //!
 //! For one ServiceAccount, one role ARN and one audience:
 //!
@@ -15,7 +17,9 @@
 //! `TrustValid` condition from the same functions.
 
 mod assume;
+pub mod aws;
 mod checker;
+pub mod diagnose;
 mod discovery;
 mod http;
 mod jwks;

@@ -217,7 +217,7 @@ fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::Status;
+    use crate::Status;
     use serde_json::json;
 
     #[test]

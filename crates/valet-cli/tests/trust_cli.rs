@@ -3,6 +3,7 @@
 //! the role from the ServiceAccount annotation, AWS from the default
 //! credential chain into the bucket account via --bucket-account-role-arn.
 
+#[path = "../../valet-trust/tests/trust_common/mod.rs"]
 mod trust_common;
 
 use std::process::ExitCode;
@@ -13,9 +14,9 @@ use clap::Parser;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use trust_common::*;
-use valet_broker::cli_trust::{TrustCheckArgs, check, run};
-use valet_broker::trust::{Link, OutputFormat, Status, render};
+use valet_cli::trust::{TrustCheckArgs, check, run};
 use valet_testkit::apiserver::ApiServer;
+use valet_trust::{Link, OutputFormat, Status, render};
 
 #[derive(Parser)]
 struct Cli {

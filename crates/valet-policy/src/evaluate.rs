@@ -8,9 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::policy::{
-    ConditionValues, Effect, PolicyDocument, Principal, Statement, issuer_host_path,
-};
+use crate::{ConditionValues, Effect, PolicyDocument, Principal, Statement, issuer_host_path};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -45,7 +43,7 @@ impl WebIdentityRequest {
             context.insert(format!("{host}:{claim}"), values);
         }
         WebIdentityRequest {
-            action: crate::policy::ASSUME_WEB_IDENTITY.into(),
+            action: crate::ASSUME_WEB_IDENTITY.into(),
             provider_arn: provider_arn.into(),
             context,
         }

@@ -209,7 +209,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::Status;
+    use crate::Status;
 
     #[test]
     fn arn_and_issuer() {

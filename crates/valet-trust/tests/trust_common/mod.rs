@@ -11,14 +11,14 @@ use std::time::Duration;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use serde_json::{Value, json};
-use valet_broker::aws::{AwsClients, AwsConfig};
-use valet_broker::trust::{
-    ChainInput, Link, LinkResult, OidcHttp, SecretToken, Status, TokenSource, TrustChecker,
-    TrustReport,
-};
 use valet_core::arn::RoleArn;
 use valet_testkit::moto::Moto;
 use valet_testkit::oidc::OidcIssuer;
+use valet_trust::aws::{AwsClients, AwsConfig};
+use valet_trust::{
+    ChainInput, Link, LinkResult, OidcHttp, SecretToken, Status, TokenSource, TrustChecker,
+    TrustReport,
+};
 
 pub const NS: &str = "team-a";
 pub const SA: &str = "media-app";

@@ -6,7 +6,7 @@ mod trust_common;
 use std::time::Duration;
 
 use trust_common::*;
-use valet_broker::trust::{Link, OutputFormat, SecretToken, Status, render};
+use valet_trust::{Link, OutputFormat, SecretToken, Status, render};
 
 #[tokio::test]
 async fn every_link_passes_and_assume_reports_the_caller() {
@@ -100,9 +100,9 @@ async fn untrusted_issuer_certificate_names_the_ca_flag() {
     let other = valet_testkit::oidc::OidcIssuer::start()
         .await
         .expect("second issuer");
-    let http = valet_broker::trust::OidcHttp::with_ca_pem(other.ca_pem().as_bytes(), "other CA")
-        .expect("roots");
-    let checker = valet_broker::trust::TrustChecker::new(http, Ok(c.bucket.clone()));
+    let http =
+        valet_trust::OidcHttp::with_ca_pem(other.ca_pem().as_bytes(), "other CA").expect("roots");
+    let checker = valet_trust::TrustChecker::new(http, Ok(c.bucket.clone()));
     let report = checker.check_chain(&c.input(c.token())).await;
     expect(
         &report,
@@ -269,7 +269,7 @@ async fn token_request_through_the_api_server() {
     c.issuer.attach(&api);
     let client = api.client();
     let mut input = c.input(c.token());
-    input.token = valet_broker::trust::TokenSource::Request(client.clone());
+    input.token = valet_trust::TokenSource::Request(client.clone());
     // The ServiceAccount does not exist yet.
     let report = c.run(&input).await;
     expect(

@@ -1,5 +1,7 @@
-//! `valet trust check`: the OIDC trust chain of one ServiceAccount, link by
-//! link, with the fix for each broken link.
+//! `valet trust check` as a library call: the OIDC trust chain of one
+//! ServiceAccount, link by link, with the fix for each broken link. The
+//! command line (`valet-cli`) fills [`TrustCheck`]; `valet audit
+//! --with-trust` fills the same struct for every ServiceAccount.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,84 +10,48 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use valet_core::arn::RoleArn;
-use valet_core::consts::{
-    ANN_AUDIENCE, ANN_ROLE_ARN, DEFAULT_ANNOTATION_PREFIX, DEFAULT_TOKEN_AUDIENCE,
-};
+use valet_core::consts::{ANN_AUDIENCE, ANN_ROLE_ARN, DEFAULT_TOKEN_AUDIENCE};
 
 use crate::aws::{AwsClients, AwsConfig};
-use crate::trust::{
+use crate::{
     ChainInput, Link, LinkResult, OidcHttp, OutputFormat, SecretToken, TokenSource, TrustChecker,
     TrustError, TrustReport, render,
 };
 
-/// `valet trust check --namespace NS --service-account SA [...]`
-#[derive(clap::Args, Clone, Debug)]
-pub struct TrustCheckArgs {
-    /// Namespace of the ServiceAccount.
-    #[arg(long, short = 'n', env = "VALET_TRUST_NAMESPACE")]
+/// One `valet trust check`: whose chain, and how to reach each link.
+#[derive(Clone, Debug)]
+pub struct TrustCheck {
     pub namespace: String,
-    /// The ServiceAccount whose chain is checked.
-    #[arg(long, env = "VALET_TRUST_SERVICE_ACCOUNT")]
     pub service_account: String,
-    /// Role in the bucket account; default: the ServiceAccount's
-    /// `<annotation-prefix>/role-arn` annotation.
-    #[arg(long, env = "VALET_TRUST_ROLE_ARN")]
+    /// Role in the bucket account; default: the ServiceAccount's role-arn annotation.
     pub role_arn: Option<String>,
-    /// Token audience; default: the ServiceAccount's `<prefix>/audience`
-    /// annotation, else sts.amazonaws.com.
-    #[arg(long, env = "VALET_TRUST_AUDIENCE")]
+    /// Token audience; default: the ServiceAccount's audience annotation, else sts.amazonaws.com.
     pub audience: Option<String>,
     /// Verify this token instead of requesting one (TokenRequest).
-    #[arg(long, env = "VALET_TRUST_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Also call sts:AssumeRoleWithWebIdentity with the token.
-    #[arg(long, env = "VALET_TRUST_ASSUME")]
     pub assume: bool,
-    /// Create or repair the IAM OIDC provider (client ID, thumbprint); changes nothing else.
-    #[arg(long, env = "VALET_TRUST_FIX")]
+    /// Create or repair the IAM OIDC provider; changes nothing else.
     pub fix: bool,
-    #[arg(
-        long,
-        short = 'o',
-        value_enum,
-        default_value_t,
-        env = "VALET_TRUST_OUTPUT"
-    )]
     pub output: OutputFormat,
-    /// Kubeconfig file; default: in-cluster config or $KUBECONFIG / ~/.kube/config.
-    #[arg(long, env = "VALET_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    #[arg(long, env = "VALET_ANNOTATION_PREFIX", default_value = DEFAULT_ANNOTATION_PREFIX)]
     pub annotation_prefix: String,
-    #[command(flatten)]
     pub target: TrustTarget,
 }
 
-/// Where the chain is checked: the issuer and AWS access to the bucket
-/// account. Shared with `valet audit --with-trust`, so both take the same flags.
-#[derive(clap::Args, Clone, Debug, Default)]
+/// Where the chain is checked: the issuer and AWS access to the bucket account.
+#[derive(Clone, Debug, Default)]
 pub struct TrustTarget {
-    /// The cluster's issuer URL; default: discovered from the API server's
-    /// /.well-known/openid-configuration.
-    #[arg(long, env = "VALET_OIDC_ISSUER")]
+    /// The cluster's issuer URL; default: discovered from the API server.
     pub issuer: Option<String>,
     /// Extra CA certificates (PEM) to trust when fetching the issuer's documents.
-    #[arg(long, env = "VALET_ISSUER_CA_FILE")]
     pub issuer_ca_file: Option<PathBuf>,
-    /// Provisioning role in the bucket account to assume for IAM reads (and --fix).
-    #[arg(long, env = "VALET_BUCKET_ACCOUNT_ROLE_ARN")]
+    /// Provisioning role in the bucket account to assume for IAM reads (and fix).
     pub bucket_account_role_arn: Option<String>,
-    /// External ID the provisioning role requires.
-    #[arg(long, env = "VALET_EXTERNAL_ID")]
     pub external_id: Option<String>,
-    /// IAM endpoint override (e.g. a moto server).
-    #[arg(long, env = "VALET_IAM_ENDPOINT")]
     pub iam_endpoint: Option<String>,
-    /// STS endpoint override.
-    #[arg(long, env = "VALET_STS_ENDPOINT")]
     pub sts_endpoint: Option<String>,
-    /// AWS region for STS; default: the SDK's (AWS_REGION, profile).
-    #[arg(long, env = "VALET_AWS_REGION")]
+    /// AWS region for STS; default: the SDK's.
     pub region: Option<String>,
 }
 
@@ -101,7 +67,7 @@ pub enum Error {
 }
 
 /// Checks, prints the report on stdout; exit 0 when no link FAILs, else 1.
-pub async fn run(args: TrustCheckArgs) -> Result<ExitCode, Error> {
+pub async fn run(args: TrustCheck) -> Result<ExitCode, Error> {
     let report = check(&args).await?;
     print!("{}", render(&report, args.output));
     Ok(if report.ok() {
@@ -112,7 +78,7 @@ pub async fn run(args: TrustCheckArgs) -> Result<ExitCode, Error> {
 }
 
 /// The report `run` prints.
-pub async fn check(args: &TrustCheckArgs) -> Result<TrustReport, Error> {
+pub async fn check(args: &TrustCheck) -> Result<TrustReport, Error> {
     let http = match &args.target.issuer_ca_file {
         Some(path) => {
             let pem = tokio::fs::read(path)
@@ -230,7 +196,7 @@ pub async fn check(args: &TrustCheckArgs) -> Result<TrustReport, Error> {
 type SaLookup = Option<Result<Option<ServiceAccount>, String>>;
 
 fn resolve_role(
-    args: &TrustCheckArgs,
+    args: &TrustCheck,
     kube: &Option<Result<kube::Client, String>>,
     sa_obj: &SaLookup,
     annotated: Option<String>,
@@ -270,7 +236,7 @@ fn resolve_role(
 
 /// A report for a chain whose issuer is unknown: nothing else can run.
 fn issuer_unknown(
-    args: &TrustCheckArgs,
+    args: &TrustCheck,
     audience: &str,
     role: &Result<RoleArn, LinkResult>,
     reason: String,

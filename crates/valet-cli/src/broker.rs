@@ -1,0 +1,206 @@
+//! `valet broker`, `valet broker apply` and `valet crd`: clap arguments,
+//! resolved into the broker's config and options, and the functions `main` calls.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use valet_broker::config::{BrokerConfig, ConfigError};
+use valet_broker::run::{ApplyOptions, ControllerOptions, RunError, run_apply, run_controller};
+
+/// `valet broker [apply]`.
+#[derive(Args, Debug)]
+pub struct BrokerArgs {
+    #[command(subcommand)]
+    pub command: Option<BrokerCommand>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BrokerCommand {
+    /// Reconcile BucketAccess files against AWS without a cluster, printing the plan first.
+    Apply(ApplyArgs),
+}
+
+/// The broker config file and per-field overrides.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// Broker config YAML (cluster name, issuer, bucket accounts, ...).
+    #[arg(long, env = "VALET_BROKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "VALET_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// The cluster's service account issuer (discovered from the API server when absent).
+    #[arg(long, env = "VALET_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Extra CA certificates (PEM) for reaching the issuer.
+    #[arg(long, env = "VALET_OIDC_CA_FILE")]
+    pub oidc_ca_file: Option<PathBuf>,
+    #[arg(long, env = "VALET_BROKER_REGION")]
+    pub region: Option<String>,
+    #[arg(long, env = "VALET_DEFAULT_BUCKET_ACCOUNT")]
+    pub default_bucket_account: Option<String>,
+    #[arg(long, env = "VALET_IAM_ENDPOINT")]
+    pub iam_endpoint: Option<String>,
+    #[arg(long, env = "VALET_STS_ENDPOINT")]
+    pub sts_endpoint: Option<String>,
+    /// Create the IAM OIDC provider in bucket accounts that lack it.
+    #[arg(long, env = "VALET_CREATE_OIDC_PROVIDER")]
+    pub create_oidc_provider: bool,
+    /// The webhook's --annotation-prefix.
+    #[arg(long, env = "VALET_ANNOTATION_PREFIX")]
+    pub annotation_prefix: Option<String>,
+    /// The webhook's --token-audience.
+    #[arg(long, env = "VALET_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+}
+
+/// Controller-only flags.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long, env = "VALET_LEASE_NAME", default_value = "storage-valet-broker")]
+    pub lease_name: String,
+    /// Namespace of the Lease (the broker's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "storage-valet")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    #[arg(long, env = "VALET_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
+    #[arg(long, env = "VALET_BROKER_CONCURRENCY")]
+    pub concurrency: Option<u16>,
+    #[arg(long, env = "VALET_RESYNC_SECONDS")]
+    pub resync_seconds: Option<u64>,
+    /// Plain-HTTP admin port: /healthz, /readyz, /metrics.
+    #[arg(long, env = "VALET_METRICS_PORT", default_value_t = 9090)]
+    pub metrics_port: u16,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// BucketAccess YAML files (several documents each; `-` reads stdin).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Print the plan and stop: no write to AWS.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// `valet crd`.
+#[derive(Args, Debug)]
+pub struct CrdArgs {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("broker config: {0} (pass it in --config or as a flag)")]
+    Missing(&'static str),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("CRD YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+}
+
+impl ConfigArgs {
+    /// The config file with flags applied on top, validated.
+    pub fn resolve(&self) -> Result<BrokerConfig, CliError> {
+        let mut cfg = match &self.config {
+            Some(path) => BrokerConfig::load(path)?,
+            None => {
+                let cluster = self
+                    .cluster_name
+                    .as_deref()
+                    .ok_or(CliError::Missing("clusterName"))?;
+                let region = self.region.as_deref().ok_or(CliError::Missing("region"))?;
+                BrokerConfig::new(cluster, region)
+            }
+        };
+        let set = |field: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                field.clone_from(v);
+            }
+        };
+        set(&mut cfg.cluster_name, &self.cluster_name);
+        set(&mut cfg.region, &self.region);
+        if let Some(a) = &self.annotation_prefix {
+            cfg.annotation_prefix.clone_from(a);
+        }
+        set(&mut cfg.audience, &self.token_audience);
+        cfg.oidc_issuer = self.oidc_issuer.clone().or(cfg.oidc_issuer);
+        cfg.default_bucket_account = self
+            .default_bucket_account
+            .clone()
+            .or(cfg.default_bucket_account);
+        cfg.endpoints.iam = self.iam_endpoint.clone().or(cfg.endpoints.iam);
+        cfg.endpoints.sts = self.sts_endpoint.clone().or(cfg.endpoints.sts);
+        cfg.create_oidc_provider |= self.create_oidc_provider;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn ca(&self) -> Result<Option<(Vec<u8>, String)>, CliError> {
+        let Some(path) = &self.oidc_ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|source| CliError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Some((pem, path.display().to_string())))
+    }
+}
+
+/// `valet crd`: the CustomResourceDefinition as YAML on stdout.
+pub fn run_crd(_: CrdArgs) -> Result<ExitCode, CliError> {
+    print!("{}", valet_broker::crd::crd_yaml()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `valet broker` and `valet broker apply`.
+pub async fn run_broker(args: BrokerArgs) -> Result<ExitCode, CliError> {
+    match args.command {
+        Some(BrokerCommand::Apply(apply)) => {
+            let cfg = apply.config.resolve()?;
+            let opts = ApplyOptions {
+                files: apply.files,
+                dry_run: apply.dry_run,
+                oidc_ca: apply.config.ca()?,
+            };
+            Ok(run_apply(cfg, opts).await?)
+        }
+        None => {
+            let mut cfg = args.config.resolve()?;
+            if let Some(c) = args.run.concurrency {
+                cfg.concurrency = c.max(1);
+            }
+            if let Some(r) = args.run.resync_seconds {
+                cfg.resync_seconds = r;
+            }
+            let run = args.run;
+            let opts = ControllerOptions {
+                kubeconfig: run.kubeconfig,
+                lease_name: run.lease_name,
+                lease_namespace: run.lease_namespace,
+                identity: run.identity,
+                lease_seconds: run.lease_seconds,
+                metrics_port: run.metrics_port,
+                oidc_ca: args.config.ca()?,
+            };
+            Ok(run_controller(cfg, opts).await?)
+        }
+    }
+}
