@@ -8,25 +8,8 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn render(values: &Value) -> serde_json::Map<String, Value> {
-    let out = Command::new("python3")
-        .arg(root().join("tests/render_chart.py"))
-        .arg("render")
-        .arg(root().join("charts/storage-valet"))
-        .arg(values.to_string())
-        .output()
-        .expect("python3 (scripts/test installs helm-python-sdk)");
-    assert!(
-        out.status.success(),
-        "helm render failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("render_chart.py prints a JSON object")
-}
+mod chart_support;
+use chart_support::{render, root};
 
 fn rule_groups(values: &Value) -> Option<Value> {
     let rendered = render(values);

@@ -113,3 +113,32 @@ spec:
       securityContext:
         {{- include "sv.containerSecurityContext" . | nindent 8 }}
 {{- end -}}
+
+{{/*
+Refuses a PodDisruptionBudget that no eviction can satisfy (it would block
+every node drain); call with (dict "name" "webhook" "v" .Values.webhook).
+*/}}
+{{- define "sv.checkPdb" -}}
+{{- $replicas := int .v.replicas -}}
+{{- $min := .v.minAvailable -}}
+{{- $needed := 0 -}}
+{{- if kindIs "string" $min -}}
+{{- if not (regexMatch "^[0-9]+%$" $min) -}}
+{{- fail (printf "%s.minAvailable %q: expected a number of pods or a percentage such as 50%%" .name $min) -}}
+{{- end -}}
+{{- $needed = div (add (mul $replicas (atoi (trimSuffix "%" $min))) 99) 100 -}}
+{{- else -}}
+{{- $needed = int $min -}}
+{{- end -}}
+{{- if ge $needed $replicas -}}
+{{- fail (printf "%s.minAvailable=%v needs all %d pods of %s.replicas=%d up: the PodDisruptionBudget would never allow an eviction and would block every node drain. Raise %s.replicas or lower %s.minAvailable (0 allows every eviction)" .name $min $needed .name $replicas .name .name) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* --log-format and --log-level of a component; call with its values. */}}
+{{- define "sv.logArgs" -}}
+- --log-format={{ .logFormat }}
+{{- with .logLevel }}
+- --log-level={{ . }}
+{{- end }}
+{{- end -}}
