@@ -7,7 +7,7 @@ use chart_support::{object, render, try_render};
 
 const ROLE: &str = "arn:aws:iam::111111111111:role/storage-valet-broker";
 
-fn container<'a>(deployment: &'a Value) -> &'a Value {
+fn container(deployment: &Value) -> &Value {
     &deployment["spec"]["template"]["spec"]["containers"][0]
 }
 

@@ -68,7 +68,7 @@ fn json_logs_are_json_to_the_last_line() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    assert!(records.iter().any(|r| r["message"] == "peer flag"), "{err}");
+    assert!(records.iter().any(|r| r["flag"] == "--in-cluster"), "{err}");
     let fatal = records.last().expect("no log record");
     assert_eq!(fatal["level"], "ERROR", "{fatal}");
     assert_eq!(fatal["message"], "fatal", "{fatal}");

@@ -1,5 +1,8 @@
 //! The Helm chart rendered by the real Helm SDK (tests/render_chart.py).
 
+// Each test binary uses part of it.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::Command;
 
