@@ -124,16 +124,18 @@ pub enum EncryptionType {
     Kms,
 }
 
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LifecycleSpec {
     /// Incomplete multipart uploads are aborted after this many days.
+    // A CEL rule, not a schemars range: that one is written as 1.0, which
+    // kustomize rewrites to 1 (the manifests would never match the code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 36500))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 36500").message("use 1 to 36500 days"))]
     pub abort_incomplete_multipart_days: Option<i32>,
     /// Noncurrent object versions expire after this many days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 36500))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 36500").message("use 1 to 36500 days"))]
     pub noncurrent_version_expiration_days: Option<i32>,
 }
 

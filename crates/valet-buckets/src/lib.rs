@@ -10,7 +10,11 @@
 pub mod class;
 pub mod crd;
 pub mod desired;
+pub mod iam_policy;
 pub mod naming;
 pub mod plan;
 pub mod probe;
+pub mod reconcile;
+pub mod resolve;
 pub mod s3;
+pub mod status;

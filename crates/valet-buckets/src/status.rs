@@ -1,0 +1,105 @@
+//! A claim's status from what its reconcile found (pure): `Provisioned`
+//! says whether the bucket exists as the class wants it, `Ready` whether
+//! grants may use it; reasons a person can act on.
+
+use crate::crd::{BucketClaimStatus, ClaimCondition};
+use crate::desired::DesiredBucket;
+
+pub const PROVISIONED: &str = "Provisioned";
+pub const READY: &str = "Ready";
+
+/// What one reconcile of a claim came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The bucket is as desired (`repaired` names what had to change).
+    Provisioned {
+        bucket: DesiredBucket,
+        created: bool,
+        repaired: Vec<&'static str>,
+    },
+    /// Refused or failed: `reason` is CamelCase, `message` says what to do.
+    Failed {
+        bucket: Option<DesiredBucket>,
+        reason: String,
+        message: String,
+    },
+}
+
+/// The status to write; conditions keep their transition time when their
+/// status did not change (`now` is RFC 3339, passed in: no clock here).
+pub fn claim_status(
+    previous: Option<&BucketClaimStatus>,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: &str,
+) -> BucketClaimStatus {
+    let (bucket, ok, reason, message) = match outcome {
+        Outcome::Provisioned {
+            bucket,
+            created,
+            repaired,
+        } => {
+            let reason = if *created {
+                "Created"
+            } else if repaired.is_empty() {
+                "UpToDate"
+            } else {
+                "Repaired"
+            };
+            let mut message = format!(
+                "bucket {} in {} is as its class wants it",
+                bucket.name, bucket.region
+            );
+            if !repaired.is_empty() {
+                message.push_str(&format!(" (repaired: {})", repaired.join(", ")));
+            }
+            (Some(bucket), true, reason.to_string(), message)
+        }
+        Outcome::Failed {
+            bucket,
+            reason,
+            message,
+        } => (bucket.as_ref(), false, reason.clone(), message.clone()),
+    };
+    let keep = |type_: &str, status: &str| {
+        previous
+            .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
+            .filter(|c| c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.to_string())
+    };
+    let status = if ok { "True" } else { "False" };
+    let cond = |type_: &str, reason: &str, message: &str| ClaimCondition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: keep(type_, status),
+        observed_generation: generation,
+    };
+    let ready_reason = if ok { "BucketReady" } else { reason.as_str() };
+    BucketClaimStatus {
+        bucket_name: bucket.map(|b| b.name.clone()),
+        bucket_arn: bucket.map(|b| b.arn.clone()),
+        region: bucket.map(|b| b.region.clone()),
+        conditions: vec![
+            cond(PROVISIONED, &reason, &message),
+            cond(READY, ready_reason, &message),
+        ],
+        observed_generation: generation,
+    }
+}
+
+/// Whether a claim's status says grants may use its bucket now.
+pub fn is_ready(status: Option<&BucketClaimStatus>) -> Option<&str> {
+    let s = status?;
+    let ready = s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True");
+    if ready {
+        s.bucket_name.as_deref()
+    } else {
+        None
+    }
+}
