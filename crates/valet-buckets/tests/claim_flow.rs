@@ -108,16 +108,7 @@ async fn a_clash_is_a_condition_that_says_what_to_do() {
         &defaults(),
     )
     .expect("resolve");
-    raw.create_bucket()
-        .bucket(&d.name)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(REGION.into())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("someone's bucket");
+    create_foreign_bucket(&raw, &d.name).await;
     let outcome = reconcile_bucket(&s3, &d).await;
     let st = claim_status(None, &outcome, Some(1), "2026-12-01T00:00:00Z");
     let ready = &st.conditions[1];

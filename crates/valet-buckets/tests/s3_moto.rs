@@ -299,16 +299,7 @@ async fn a_foreign_bucket_under_the_name_is_never_touched() {
     let raw = raw_in(ACCOUNT).await;
     let d = desired(&class("clash", "namespaces: [team-d]"), "team-d", "taken");
     // Someone made this bucket by hand, in our own account, without our tags.
-    raw.create_bucket()
-        .bucket(&d.name)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(REGION.into())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("foreign bucket");
+    create_foreign_bucket(&raw, &d.name).await;
     let before = s3.probe().counts();
     let observed = s3.observe(&d).await.expect("observe");
     assert!(matches!(observed, Observed::Foreign { .. }), "{observed:?}");

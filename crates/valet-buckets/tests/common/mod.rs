@@ -107,3 +107,17 @@ pub async fn allow_object_calls_on_moto(raw: &aws_sdk_s3::Client, bucket: &str) 
         .await
         .expect("remove the TLS-only policy for moto");
 }
+
+/// A bucket made by hand in `raw`'s account, without our tags.
+pub async fn create_foreign_bucket(raw: &aws_sdk_s3::Client, name: &str) {
+    raw.create_bucket()
+        .bucket(name)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(REGION.into())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("a foreign bucket");
+}
