@@ -4,7 +4,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 cargo build --quiet --release --locked --bin valet -p storage-valet
 cargo build --quiet --release --locked -p valet-webhook --example bench_support
-VALET=$ROOT/target/release/valet
+VALET=${VALET:-$ROOT/target/release/valet}
 SUPPORT=$ROOT/target/release/examples/bench_support
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

@@ -400,8 +400,8 @@ async fn webhook_end_to_end() {
     api.set_down(false).await;
 }
 
-/// A replica: the same pod as [`review`] with a realistic env, so that its
-/// object is big enough to keep an answer for.
+/// A replica: the same pod as [`review`] with a realistic env, as a
+/// ReplicaSet sends them (byte for byte the same object, its own uid).
 fn replica(uid: &str, namespace: &str, operation: &str) -> Value {
     let mut r = review(uid, "app");
     r["request"]["namespace"] = json!(namespace);
@@ -417,43 +417,34 @@ fn replica(uid: &str, namespace: &str, operation: &str) -> Value {
     r
 }
 
+/// Every replica is decided afresh: the same answer with its own uid, and a
+/// changed ServiceAccount reaches the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_reuse_the_answer_until_the_sa_changes() {
+async fn replicas_are_decided_afresh_and_see_sa_changes() {
     let cluster = Cluster::start(&[sa("app", json!({"eks.amazonaws.com/role-arn": ARN}))]).await;
     let api = &cluster.api;
     let hook = cluster.webhook(&[]);
     let c = client(&cluster.certs.ca_pem, false);
     hook.wait_ready(&c).await;
-    let reused = async || {
-        metric(
-            hook.metrics_port,
-            "storage_valet_admission_answers_reused_total",
-        )
-        .await
-    };
 
-    // From the second replica on, the answer is kept; the third gets it,
-    // with its own uid.
     let first = admit(&c, hook.port, &replica("r-1", "team-a", "CREATE")).await;
-    admit(&c, hook.port, &replica("r-2", "team-a", "CREATE")).await;
-    assert_eq!(reused().await, 0.0);
-    let third = admit(&c, hook.port, &replica("r-3", "team-a", "CREATE")).await;
-    assert_eq!(reused().await, 1.0);
-    assert_eq!(third["response"]["uid"], "r-3");
-    let mut same = third.clone();
-    same["response"]["uid"] = json!("r-1");
-    assert_eq!(same, first);
-    assert!(patch_of(&third).unwrap().to_string().contains(ARN));
+    assert!(patch_of(&first).unwrap().to_string().contains(ARN));
+    for uid in ["r-2", "r-3"] {
+        let next = admit(&c, hook.port, &replica(uid, "team-a", "CREATE")).await;
+        assert_eq!(next["response"]["uid"], uid);
+        let mut same = next.clone();
+        same["response"]["uid"] = json!("r-1");
+        assert_eq!(same, first, "the same pod, the same answer");
+    }
 
     // The same pod in another namespace (whose SA does not exist), or not
-    // a CREATE, is decided afresh.
+    // a CREATE, gets no patch.
     let other = admit(&c, hook.port, &replica("r-3b", "team-b", "CREATE")).await;
     assert!(patch_of(&other).is_none(), "{other}");
     let update = admit(&c, hook.port, &replica("r-4", "team-a", "UPDATE")).await;
     assert!(patch_of(&update).is_none(), "{update}");
-    assert_eq!(reused().await, 1.0);
 
-    // A changed annotation reaches the next replica: never the kept answer.
+    // A changed annotation reaches the next replica.
     let new_arn = "arn:aws:iam::111122223333:role/other";
     api.upsert(sa("app", json!({"eks.amazonaws.com/role-arn": new_arn})))
         .unwrap();
@@ -464,10 +455,6 @@ async fn replicas_reuse_the_answer_until_the_sa_changes() {
         text.contains(new_arn)
     })
     .await;
-    let before = reused().await;
-    let next = admit(&c, hook.port, &replica("r-6", "team-a", "CREATE")).await;
-    assert!(patch_of(&next).unwrap().to_string().contains(new_arn));
-    assert_eq!(reused().await, before + 1.0);
 
     // Annotation removed: no patch from then on.
     api.upsert(sa("app", json!({}))).unwrap();
@@ -475,35 +462,12 @@ async fn replicas_reuse_the_answer_until_the_sa_changes() {
         patch_of(&admit(&c, hook.port, &replica("r-7", "team-a", "CREATE")).await).is_none()
     })
     .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answer_cache_can_be_turned_off() {
-    let cluster = Cluster::start(&[sa("app", json!({"eks.amazonaws.com/role-arn": ARN}))]).await;
-    let hook = cluster.webhook(&["--answer-cache-entries=0"]);
-    let c = client(&cluster.certs.ca_pem, false);
-    hook.wait_ready(&c).await;
-    let first = admit(&c, hook.port, &replica("r-1", "team-a", "CREATE")).await;
-    for uid in ["r-2", "r-3", "r-4"] {
-        let mut next = admit(&c, hook.port, &replica(uid, "team-a", "CREATE")).await;
-        next["response"]["uid"] = json!("r-1");
-        assert_eq!(
-            next, first,
-            "every replica decided afresh, to the same answer"
-        );
-    }
-    let reused = metric(
-        hook.metrics_port,
-        "storage_valet_admission_answers_reused_total",
-    )
-    .await;
-    assert_eq!(reused, 0.0);
     let mutated = metric(
         hook.metrics_port,
         "storage_valet_admission_requests_total{outcome=\"mutated\"}",
     )
     .await;
-    assert_eq!(mutated, 4.0);
+    assert!(mutated >= 4.0, "{mutated}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

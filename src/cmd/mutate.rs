@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::Value;
 use valet_core::mutate::Outcome;
-use valet_core::settings::{ContainerCredentialsIdentities, MutationFlags, Settings};
+use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 use valet_core::{PodView, SaConfig, mutate};
+use valet_webhook::MutationFlags;
 
 #[derive(clap::Args)]
 pub struct MutateArgs {

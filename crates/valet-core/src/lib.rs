@@ -6,11 +6,11 @@
 //! the webhook does.
 //!
 //! - [`identity`]: ServiceAccount annotations -> [`identity::SaConfig`]
-//! - [`pod`]: the lean view of a Pod that the decision needs ([`text`]: its
-//!   strings, borrowed from the request body; [`json`]: the reader that takes
-//!   them out of an AdmissionReview and skips the rest)
+//! - [`pod`]: the lean view of a Pod that the decision needs, its strings
+//!   borrowed from the request body
 //! - [`mutate`]: pod + identity + settings -> RFC 6902 JSON Patch
-//! - [`admission`]: AdmissionReview in, AdmissionReview out
+//! - [`admission`]: AdmissionReview in (decode), the decision (decide),
+//!   AdmissionReview out (encode)
 //! - [`arn`], [`bucket`]: typed values with the checks AWS makes
 //! - [`chain`]: an error and its causes, each said once
 
@@ -20,11 +20,9 @@ pub mod bucket;
 pub mod chain;
 pub mod consts;
 pub mod identity;
-pub mod json;
 pub mod mutate;
 pub mod pod;
 pub mod settings;
-pub mod text;
 
 pub use identity::{AnnotationProblem, SaConfig};
 pub use mutate::{Mutation, Outcome, mutate};

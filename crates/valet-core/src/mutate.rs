@@ -407,7 +407,7 @@ fn skipped_containers<'p>(
 fn add_map_entry<'a>(
     ops: &mut Vec<AddOp<'a>>,
     field: &'static str,
-    map: Option<&crate::text::StrMap<'_>>,
+    map: Option<&crate::pod::StrMap<'_>>,
     key: &'static str,
     value: &'static str,
 ) {

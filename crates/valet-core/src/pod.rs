@@ -4,14 +4,22 @@
 //! fields that decide the patch; the rest of the (possibly large) object is
 //! skipped without being built. Fields that are absent are `None`, not
 //! empty: JSON Patch must `add` a missing array but append to an existing
-//! one. The webhook reads these types with [`crate::json`] (the `read`
-//! functions below); serde's derives serve YAML, `valet mutate` and tests,
-//! and the two read the same.
+//! one. These serde derives are the one decoder of the webhook (JSON),
+//! `valet mutate` (YAML) and the tests.
+//!
+//! Strings are [`Str`]: a `Cow<'a, str>` borrowed from the body when the
+//! JSON string has no escapes, owned when it has (a
+//! `last-applied-configuration` annotation, say). It is a newtype because
+//! serde's own `Cow` impl never borrows once wrapped in `Option`, `Vec` or a
+//! map (serde-rs/serde#1497), which is where most of these strings are.
 
+use std::borrow::{Borrow, Cow};
+use std::fmt;
+use std::ops::Deref;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-
-use crate::json::{self, Reader};
-use crate::text::{Str, StrMap};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -165,150 +173,193 @@ impl ContainerView<'_> {
     }
 }
 
-// The webhook's reading of the same types (see `crate::json`): the fields
-// serde's derive above reads, with the same defaults, nulls and duplicate
-// checks, the rest skipped.
+/// A JSON string, borrowed from the input when it can be.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Str<'a>(pub Cow<'a, str>);
 
-impl<'a> PodView<'a> {
-    pub(crate) fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        let mut pod = PodView::default();
-        r.fields("struct PodView", &["metadata", "spec"], |r, i| {
-            match i {
-                0 => pod.metadata = MetaView::read(r)?,
-                _ => pod.spec = PodSpecView::read(r)?,
-            }
-            Ok(())
-        })?;
-        Ok(pod)
+impl Str<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-impl<'a> MetaView<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        let mut meta = MetaView::default();
-        let names = ["name", "generateName", "namespace", "labels", "annotations"];
-        r.fields("struct MetaView", &names, |r, i| {
-            match i {
-                0 => meta.name = r.option(Reader::string)?,
-                1 => meta.generate_name = r.option(Reader::string)?,
-                2 => meta.namespace = r.option(Reader::string)?,
-                3 => meta.labels = r.option(Reader::str_map)?,
-                _ => meta.annotations = r.option(Reader::str_map)?,
-            }
-            Ok(())
-        })?;
-        Ok(meta)
+impl Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
     }
 }
 
-impl<'a> PodSpecView<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        let mut spec = PodSpecView::default();
-        let containers = |r: &mut Reader<'a>| r.array("a sequence", ContainerView::read);
-        let names = [
-            "serviceAccountName",
-            "serviceAccount",
-            "nodeSelector",
-            "volumes",
-            "containers",
-            "initContainers",
-        ];
-        r.fields("struct PodSpecView", &names, |r, i| {
-            match i {
-                0 => spec.service_account_name = r.option(Reader::string)?,
-                1 => spec.service_account = r.option(Reader::string)?,
-                2 => spec.node_selector = r.option(Reader::str_map)?,
-                3 => spec.volumes = r.option(|r| r.array("a sequence", VolumeView::read))?,
-                4 => spec.containers = r.option(containers)?,
-                _ => spec.init_containers = r.option(containers)?,
-            }
-            Ok(())
-        })?;
-        Ok(spec)
+impl Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
-impl<'a> ContainerView<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        let mut container = ContainerView::default();
-        let named = |r: &mut Reader<'a>| r.array("a sequence", Named::read);
-        let names = ["name", "env", "volumeMounts"];
-        r.fields("struct ContainerView", &names, |r, i| {
-            match i {
-                0 => container.name = r.string()?,
-                1 => container.env = r.option(named)?,
-                _ => container.volume_mounts = r.option(named)?,
-            }
-            Ok(())
-        })?;
-        Ok(container)
+impl AsRef<str> for Str<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 
-impl<'a> VolumeView<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        let mut volume = VolumeView::default();
-        r.fields("struct VolumeView", &["name", "projected"], |r, i| {
-            match i {
-                0 => volume.name = r.string()?,
-                _ => volume.projected = r.option(ProjectedView::read)?,
-            }
-            Ok(())
-        })?;
-        Ok(volume)
+impl PartialEq<str> for Str<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
     }
 }
 
-impl<'a> ProjectedView<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        let mut projected = ProjectedView::default();
-        r.fields("struct ProjectedView", &["sources"], |r, _| {
-            projected.sources = r.option(|r| r.array("a sequence", ProjectionView::read))?;
-            Ok(())
-        })?;
-        Ok(projected)
+impl PartialEq<&str> for Str<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
     }
 }
 
-impl<'a> ProjectionView<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        let mut projection = ProjectionView::default();
-        r.fields("struct ProjectionView", &["serviceAccountToken"], |r, _| {
-            projection.service_account_token = r.option(TokenProjectionView::read)?;
-            Ok(())
-        })?;
-        Ok(projection)
+impl fmt::Debug for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
     }
 }
 
-impl<'a> TokenProjectionView<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        let mut token = TokenProjectionView::default();
-        r.fields(
-            "struct TokenProjectionView",
-            &["audience", "path"],
-            |r, i| {
-                match i {
-                    0 => token.audience = r.option(Reader::string)?,
-                    _ => token.path = r.option(Reader::string)?,
-                }
-                Ok(())
-            },
-        )?;
-        Ok(token)
+impl fmt::Display for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
-impl<'a> Named<'a> {
-    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
-        if let Some(name) = r.compact_strings_object(b"name") {
-            return Ok(Named { name });
+impl<'a> From<&'a str> for Str<'a> {
+    fn from(s: &'a str) -> Self {
+        Str(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Str<'_> {
+    fn from(s: String) -> Self {
+        Str(Cow::Owned(s))
+    }
+}
+
+impl Serialize for Str<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Str<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Str(Cow::Owned(v)))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor)
+    }
+}
+
+/// A Kubernetes `map[string]string` (labels, annotations, node selector) as
+/// the pairs in document order: a pod has a handful of entries, and a short
+/// vector is cheaper to build and search than a tree. As in Go, the last of
+/// duplicated keys wins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StrMap<'a>(pub Vec<(Str<'a>, Str<'a>)>);
+
+impl StrMap<'_> {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a, K: Into<Str<'a>>, V: Into<Str<'a>>> FromIterator<(K, V)> for StrMap<'a> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        StrMap(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+impl Serialize for StrMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
         }
-        let mut named = Named::default();
-        r.fields("struct Named", &["name"], |r, _| {
-            named.name = r.string()?;
-            Ok(())
-        })?;
-        Ok(named)
+        map.end()
+    }
+}
+
+struct MapVisitor;
+
+impl<'de> Visitor<'de> for MapVisitor {
+    type Value = StrMap<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of strings to strings")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut pairs = Vec::with_capacity(access.size_hint().unwrap_or(4).min(64));
+        while let Some(pair) = access.next_entry()? {
+            pairs.push(pair);
+        }
+        Ok(StrMap(pairs))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for StrMap<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MapVisitor)
+    }
+}
+
+#[cfg(test)]
+mod str_tests {
+    use super::*;
+
+    #[test]
+    fn borrows_plain_strings_and_owns_escaped_ones() {
+        let body = br#"{"a": "plain", "b": "with \"quotes\""}"#;
+        let map: StrMap<'_> = serde_json::from_slice(body).unwrap();
+        assert!(matches!(map.0[0].1.0, Cow::Borrowed("plain")));
+        assert!(matches!(&map.0[1].1.0, Cow::Owned(s) if s == "with \"quotes\""));
+        assert_eq!(map.get("b"), Some("with \"quotes\""));
+        assert_eq!(map.get("c"), None);
+    }
+
+    #[test]
+    fn last_duplicate_key_wins_and_yaml_works() {
+        let map: StrMap<'_> = serde_json::from_str(r#"{"k": "1", "k": "2"}"#).unwrap();
+        assert_eq!(map.get("k"), Some("2"));
+        let yaml = "k: v\nother: \"x\"\n";
+        let map: StrMap<'_> = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(map.get("other"), Some("x"));
+        assert_eq!(
+            serde_json::to_string(&map).unwrap(),
+            r#"{"k":"v","other":"x"}"#
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        assert!(serde_json::from_str::<StrMap<'_>>(r#"{"k": 1}"#).is_err());
+        assert!(serde_json::from_str::<Str<'_>>("[]").is_err());
     }
 }

@@ -10,6 +10,9 @@
 //! - `reflector KUBECONFIG`: a plain full-object kube reflector of every
 //!   ServiceAccount; prints its RSS once synced.
 
+// The review literal nests deeper than json!'s default limit allows.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,21 +41,69 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// An 8 KB pod review shaped as the API server sends it for a Deployment's
+/// replica: `generateName`, `ownerReferences`, `managedFields`, the fields
+/// the API server defaults, the token volume it injects.
 fn review_8kb() -> serde_json::Value {
-    let env: Vec<_> = (0..60)
+    let env: Vec<_> = (0..48)
         .map(|i| json!({"name": format!("SETTING_{i:03}"), "value": format!("value-{i}-{}", "x".repeat(60))}))
+        .collect();
+    let managed_env: serde_json::Map<_, _> = (0..48)
+        .map(|i| {
+            (
+                format!("k:{{\"name\":\"SETTING_{i:03}\"}}"),
+                json!({".": {}, "f:name": {}, "f:value": {}}),
+            )
+        })
         .collect();
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
         "kind": {"group": "", "version": "v1", "kind": "Pod"},
         "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+        "requestResource": {"group": "", "version": "v1", "resource": "pods"},
         "namespace": "ns-7", "operation": "CREATE",
-        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-        "object": {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"generateName": "app-", "namespace": "ns-7", "labels": {"app": "app"}},
-            "spec": {"serviceAccountName": "sa-70", "containers": [{"name": "app", "image": "app:1", "env": env,
-                "resources": {"requests": {"cpu": "100m"}}}]}},
-        "oldObject": null, "dryRun": false}})
+        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller",
+            "uid": "b0f0c9a1-5d2e-4c57-9a34-0e6f1d2c3b4a",
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]},
+        "object": {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"generateName": "app-7d9f8b6c5d-", "namespace": "ns-7",
+                "creationTimestamp": null,
+                "labels": {"app": "app", "pod-template-hash": "7d9f8b6c5d"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-7d9f8b6c5d",
+                    "uid": "4c2f1e9a-8b7d-4e3f-a1b2-c3d4e5f60718", "controller": true, "blockOwnerDeletion": true}],
+                "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                    "time": "2026-11-20T10:00:00Z", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}},
+                        "f:ownerReferences": {".": {}, "k:{\"uid\":\"4c2f1e9a-8b7d-4e3f-a1b2-c3d4e5f60718\"}": {}}},
+                        "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:env": managed_env,
+                            "f:image": {}, "f:imagePullPolicy": {}, "f:name": {}, "f:resources": {".": {}, "f:requests": {".": {}, "f:cpu": {}}},
+                            "f:terminationMessagePath": {}, "f:terminationMessagePolicy": {}}},
+                        "f:dnsPolicy": {}, "f:enableServiceLinks": {}, "f:restartPolicy": {}, "f:schedulerName": {},
+                        "f:securityContext": {}, "f:serviceAccount": {}, "f:serviceAccountName": {},
+                        "f:terminationGracePeriodSeconds": {}}}}]},
+            "spec": {
+                "volumes": [{"name": "kube-api-access-7xk2p", "projected": {"sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}],
+                    "defaultMode": 420}}],
+                "containers": [{"name": "app", "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/app:1.42.0",
+                    "env": env, "resources": {"requests": {"cpu": "100m"}},
+                    "volumeMounts": [{"name": "kube-api-access-7xk2p", "readOnly": true,
+                        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
+                    "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+                    "imagePullPolicy": "IfNotPresent"}],
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+                "serviceAccountName": "sa-70", "serviceAccount": "sa-70", "securityContext": {},
+                "schedulerName": "default-scheduler",
+                "tolerations": [
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+                "priority": 0, "enableServiceLinks": true, "preemptionPolicy": "PreemptLowerPriority"},
+            "status": {}},
+        "oldObject": null, "dryRun": false,
+        "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}}})
 }
 
 async fn serve(dir: &str, n: usize, static_port: Option<u16>) {

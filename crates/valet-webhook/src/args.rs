@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use valet_core::admission::LookupFailure;
-use valet_core::settings::MutationFlags;
 
+use crate::flags::MutationFlags;
 use crate::peer::PeerFlags;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -62,15 +62,7 @@ pub struct WebhookArgs {
         value_enum,
         default_value = "allow"
     )]
-    pub on_lookup_failure: LookupFailure,
-    /// Answers kept for pods identical to one already admitted (a
-    /// ReplicaSet's replicas; see the webhook's `answers` module); 0 keeps
-    /// none. Bounded in memory by --answer-cache-bytes.
-    #[arg(long, env = "VALET_ANSWER_CACHE_ENTRIES", default_value_t = 512)]
-    pub answer_cache_entries: usize,
-    /// Bytes the kept answers may hold, with their pods' JSON.
-    #[arg(long, env = "VALET_ANSWER_CACHE_BYTES", default_value_t = 16 << 20)]
-    pub answer_cache_bytes: usize,
+    pub on_lookup_failure: OnLookupFailure,
     /// How long graceful shutdown waits for requests in flight.
     #[arg(long, env = "VALET_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_go_duration)]
     pub shutdown_timeout: Duration,
@@ -78,6 +70,25 @@ pub struct WebhookArgs {
     pub mutation: MutationFlags,
     #[command(flatten)]
     pub peer: PeerFlags,
+}
+
+/// `--on-lookup-failure` values: the core's [`LookupFailure`], which knows
+/// no CLI crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLookupFailure {
+    /// Admit the pod unmutated, with a warning (the peer's behaviour).
+    Allow,
+    /// Refuse the pod so that its controller retries.
+    Deny,
+}
+
+impl From<OnLookupFailure> for LookupFailure {
+    fn from(v: OnLookupFailure) -> Self {
+        match v {
+            OnLookupFailure::Allow => LookupFailure::Allow,
+            OnLookupFailure::Deny => LookupFailure::Deny,
+        }
+    }
 }
 
 /// Go's `time.ParseDuration` for the forms deployments use: `100ms`, `1s`,

@@ -11,11 +11,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
-use valet_core::admission::{self, LookupFailure, SaLookup, UidlessAnswer, Verdict};
+use valet_core::admission::{self, LookupFailure, SaLookup, Verdict};
 use valet_core::mutate::Outcome;
 use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 
-use crate::answers::{Answer, Answers};
 use crate::cache::{Lookup, SaCache};
 use crate::metrics::Metrics;
 
@@ -29,8 +28,6 @@ pub struct AppState {
     pub container_credentials: ArcSwap<ContainerCredentialsIdentities>,
     pub grace: Duration,
     pub on_lookup_failure: LookupFailure,
-    /// Answers for the next replica of a pod.
-    pub answers: Answers,
     pub metrics: Arc<Metrics>,
     /// True once a certificate is loaded (set at start-up).
     pub cert_loaded: std::sync::atomic::AtomicBool,
@@ -54,6 +51,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ContentType {
     }
 }
 
+/// True for a Content-Type of `application/json`, as RFC 9110 (8.3.1)
+/// writes media types: type and subtype case-insensitive, optional
+/// whitespace and parameters (`; charset=utf-8`) after them. Nothing else:
+/// `application/json-patch+json` or `text/json` are not reviews.
+pub fn is_json(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii_end();
+    // A field value has no leading whitespace (RFC 9110 5.5), but the
+    // parameters' OWS is allowed before `;`.
+    essence.eq_ignore_ascii_case(b"application/json")
+}
+
 pub async fn mutate(
     State(state): State<Arc<AppState>>,
     ContentType(content_type): ContentType,
@@ -62,65 +74,25 @@ pub async fn mutate(
     let started = Instant::now();
     let content_type = content_type
         .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/json") {
+        .map_or(&b""[..], HeaderValue::as_bytes);
+    if !is_json(content_type) {
         state.metrics.count_request("error");
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type is {content_type:?}; expected application/json"),
+            format!(
+                "Content-Type is {:?}; expected application/json",
+                String::from_utf8_lossy(content_type)
+            ),
         );
     }
-    let mut seen_before = false;
-    let found = admission::decode_with(&body, |rest| {
-        let found = state.answers.find(rest);
-        seen_before = found.seen_before;
-        found.answer
-    });
-    let (req, kept) = match found {
+    let req = match admission::decode(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(&state, e),
     };
-    // A replica of a pod already decided: the kept answer, if it still fits.
-    let mut looked_up = None;
-    if let Some(kept) = &kept
-        && admission::creates_pod(&req)
-        && kept.answers(&req.api_version, req.namespace.as_deref())
-    {
-        let (ns, sa) = (&*kept.namespace, &*kept.service_account);
-        if !state.container_credentials.load().contains(ns, sa) {
-            let lookup = state.cache.lookup(ns, sa, state.grace).await;
-            if let Lookup::Found(cfg) = &lookup
-                && kept.decided_with(cfg)
-            {
-                state.metrics.answers_reused.inc();
-                let verdict = kept.verdict;
-                finish(&state, started, verdict, ns, &kept.pod, sa, kept.warnings);
-                count_peer_pod(&state, verdict, false);
-                return answer(kept.answer.with_uid(&req.uid));
-            }
-            looked_up = Some(lookup);
-        }
-    }
-    // Not kept, or no longer fitting: the object was not read; read it now.
-    let req = if kept.is_some() {
-        match admission::decode(&body) {
-            Ok(r) => r,
-            Err(e) => return bad_request(&state, e),
-        }
-    } else {
-        req
-    };
     let identity = admission::pod_service_account(&req).filter(|_| admission::is_pod_create(&req));
-    // The lookup made for the kept answer serves if it was for this pod.
-    let lookup = match (identity, looked_up, &kept) {
-        (Some(id), Some(lookup), Some(kept))
-            if id == (&*kept.namespace, &*kept.service_account) =>
-        {
-            Some(lookup)
-        }
-        (Some((ns, sa)), ..) => Some(state.cache.lookup(ns, sa, state.grace).await),
-        (None, ..) => None,
+    let lookup = match identity {
+        Some((ns, sa)) => Some(state.cache.lookup(ns, sa, state.grace).await),
+        None => None,
     };
     let (ns, sa) = identity.unwrap_or(("", ""));
     let uses_cc = identity.is_some() && state.container_credentials.load().contains(ns, sa);
@@ -148,30 +120,6 @@ pub async fn mutate(
         response.warnings.len(),
     );
     count_peer_pod(&state, verdict, uses_cc);
-    // Kept for the next replica when nothing but the SA's configuration
-    // went into it (see the `answers` module).
-    if let Some(Lookup::Found(config)) = lookup
-        && !uses_cc
-        && matches!(verdict, Verdict::Decided(_))
-        // (An answer kept but no longer fitting: replaced.)
-        && (seen_before || kept.is_some())
-        && state.answers.would_keep(req.object_json.len())
-    {
-        let (body, kept) = UidlessAnswer::encode(&response);
-        state.answers.keep(Answer {
-            object: req.object_json.into(),
-            api_version: (*req.api_version).into(),
-            request_namespace: req.namespace.as_deref().map(Into::into),
-            namespace: ns.into(),
-            service_account: sa.into(),
-            config,
-            answer: kept,
-            verdict,
-            pod: pod.into(),
-            warnings: response.warnings.len(),
-        });
-        return answer(body);
-    }
     answer(admission::encode(&response))
 }
 
@@ -248,5 +196,34 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             format!("not ready: certificate loaded={cert}, ServiceAccount cache synced={synced}"),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn content_type_is_matched_as_rfc_9110_writes_media_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "application/json ; charset=utf-8",
+        ] {
+            assert!(is_json(ok.as_bytes()), "{ok:?}");
+        }
+        for refused in [
+            "",
+            "application/jsonx",
+            "application/json-patch+json",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "application",
+            "json",
+        ] {
+            assert!(!is_json(refused.as_bytes()), "{refused:?}");
+        }
     }
 }

@@ -1,19 +1,19 @@
 //! `valet webhook`: the HTTPS admission server.
 //!
 //! - [`handler`]: decode, look up, call `valet_core::admission::admit`, encode
-//! - [`answers`]: answers kept for the next identical replica of a pod
 //! - [`cache`]: metadata-only ServiceAccount watch, parsed annotations only
 //! - [`server`]: TLS + HTTP/1.1 + HTTP/2 serving with graceful shutdown
 //! - [`metrics`]: the Prometheus metrics
 //! - [`peer_metrics`]: the peer's metrics, under its names
-//! - [`args`]: the webhook's flags, with the peer's names
+//! - [`args`]: the webhook's flags, with the peer's names; [`flags`]: those
+//!   shared with `valet mutate`
 //! - [`peer`]: the peer's flags that have no meaning here, or are refused
 //! - [`argv`]: the peer's Go-style command line, rewritten for clap
 
-pub mod answers;
 pub mod args;
 pub mod argv;
 pub mod cache;
+pub mod flags;
 pub mod handler;
 pub mod metrics;
 pub mod peer;
@@ -30,6 +30,7 @@ pub use args::WebhookArgs;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+pub use flags::MutationFlags;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -110,8 +111,7 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
         cache,
         container_credentials: ArcSwap::from_pointee(identities),
         grace: args.service_account_lookup_grace_period,
-        on_lookup_failure: args.on_lookup_failure,
-        answers: answers::Answers::new(args.answer_cache_entries, args.answer_cache_bytes),
+        on_lookup_failure: args.on_lookup_failure.into(),
         metrics: metrics.clone(),
         cert_loaded: true.into(),
     });

@@ -39,7 +39,6 @@ pub struct Metrics {
     /// Unix time at which the serving certificate expires (alerts compare it with `time()`).
     pub cert_expiration: Gauge<f64, AtomicU64>,
     pub cc_config_refused: Counter,
-    pub answers_reused: Counter,
     pub registry: Registry,
 }
 
@@ -56,7 +55,6 @@ impl Metrics {
         let api_fallbacks = Family::<FallbackLabels, Counter>::default();
         let cert_expiration = Gauge::<f64, AtomicU64>::default();
         let cc_config_refused = Counter::default();
-        let answers_reused = Counter::default();
         let mut registry = Registry::with_prefix("storage_valet");
         registry.register(
             "admission_requests",
@@ -99,11 +97,6 @@ impl Metrics {
             cc_config_refused.clone(),
         );
         registry.register(
-            "admission_answers_reused",
-            "Reviews of a pod identical to one already admitted (a replica), answered with the kept answer",
-            answers_reused.clone(),
-        );
-        registry.register(
             "build",
             "The running valet: version and component (always 1)",
             prometheus_client::metrics::info::Info::new([
@@ -129,7 +122,6 @@ impl Metrics {
             api_fallbacks,
             cert_expiration,
             cc_config_refused,
-            answers_reused,
             registry,
         }
     }
