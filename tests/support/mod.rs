@@ -137,7 +137,7 @@ impl Webhook {
         let field = format!("\"flag\":\"{flag}\"");
         self.log_text()
             .lines()
-            .filter(|l| l.contains("peer flag accepted") && l.contains(&field))
+            .filter(|l| l.contains("\"message\":\"peer flag\"") && l.contains(&field))
             .count()
     }
 

@@ -84,7 +84,7 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
         .transpose()?
         .flatten();
     for (flag, instead) in args.peer.notes() {
-        info!(flag, instead, "peer flag accepted; it has no effect here");
+        info!(flag, instead, "peer flag");
     }
     let settings = Settings::from(&args.mutation);
     let metrics = Arc::new(Metrics::new());
