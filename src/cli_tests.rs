@@ -44,3 +44,23 @@ fn every_subcommand_prints_its_version() {
         }
     }
 }
+
+#[test]
+fn every_visible_flag_has_help() {
+    let mut missing = Vec::new();
+    for (path, cmd) in all_commands() {
+        for arg in cmd.get_arguments() {
+            if arg.is_hide_set() || arg.get_id() == "help" || arg.get_id() == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("valet {} {}", path.join(" "), arg.get_id()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "flags without help text:\n{}",
+        missing.join("\n")
+    );
+}

@@ -31,6 +31,7 @@ pub struct ConfigArgs {
     /// Broker config YAML (cluster name, issuer, bucket accounts, ...).
     #[arg(long, env = "VALET_BROKER_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Cluster name, used in role names and tags (the config's clusterName).
     #[arg(long, env = "VALET_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
     /// The cluster's service account issuer (discovered from the API server when absent).
@@ -39,12 +40,16 @@ pub struct ConfigArgs {
     /// Extra CA certificates (PEM) for reaching the issuer.
     #[arg(long, env = "VALET_OIDC_CA_FILE")]
     pub oidc_ca_file: Option<PathBuf>,
+    /// AWS region of the IAM, STS and S3 calls (the config's region).
     #[arg(long, env = "VALET_BROKER_REGION")]
     pub region: Option<String>,
+    /// Bucket account of a BucketAccess that names none (12 digits).
     #[arg(long, env = "VALET_DEFAULT_BUCKET_ACCOUNT")]
     pub default_bucket_account: Option<String>,
+    /// IAM endpoint URL instead of AWS's (tests point it at moto).
     #[arg(long, env = "VALET_IAM_ENDPOINT")]
     pub iam_endpoint: Option<String>,
+    /// STS endpoint URL instead of AWS's (tests point it at moto).
     #[arg(long, env = "VALET_STS_ENDPOINT")]
     pub sts_endpoint: Option<String>,
     /// Create the IAM OIDC provider in bucket accounts that lack it.
@@ -61,8 +66,10 @@ pub struct ConfigArgs {
 /// Controller-only flags.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
+    /// Kubeconfig file (default: ~/.kube/config, then the in-cluster config).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Name of the Lease the replicas elect a leader with.
     #[arg(long, env = "VALET_LEASE_NAME", default_value = "storage-valet-broker")]
     pub lease_name: String,
     /// Namespace of the Lease (the broker's own).
@@ -71,10 +78,13 @@ pub struct RunArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Lease duration in seconds: a leader that stops renewing loses it after this long.
     #[arg(long, env = "VALET_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
+    /// BucketAccesses reconciled at once (the config's concurrency; lower it when IAM throttles).
     #[arg(long, env = "VALET_BROKER_CONCURRENCY")]
     pub concurrency: Option<u16>,
+    /// Seconds between full re-checks of every BucketAccess (the config's resyncSeconds).
     #[arg(long, env = "VALET_RESYNC_SECONDS")]
     pub resync_seconds: Option<u64>,
     /// Plain-HTTP admin port: /healthz, /readyz, /metrics.

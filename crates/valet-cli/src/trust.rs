@@ -33,6 +33,7 @@ pub struct TrustCheckArgs {
     /// Create or repair the IAM OIDC provider (client ID, thumbprint); changes nothing else.
     #[arg(long, env = "VALET_TRUST_FIX")]
     pub fix: bool,
+    /// Report format: PASS/WARN/FAIL lines for people, or JSON for tools.
     #[arg(
         long,
         short = 'o',
@@ -44,6 +45,7 @@ pub struct TrustCheckArgs {
     /// Kubeconfig file; default: in-cluster config or $KUBECONFIG / ~/.kube/config.
     #[arg(long, env = "VALET_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// The webhook's --annotation-prefix (where the role-arn annotation is read).
     #[arg(long, env = "VALET_ANNOTATION_PREFIX", default_value = DEFAULT_ANNOTATION_PREFIX)]
     pub annotation_prefix: String,
     #[command(flatten)]
@@ -56,10 +58,14 @@ pub struct TrustCheckArgs {
 pub struct TrustTargetArgs {
     /// The cluster's issuer URL; default: discovered from the API server's
     /// /.well-known/openid-configuration.
-    #[arg(long, env = "VALET_OIDC_ISSUER")]
+    #[arg(long = "oidc-issuer", alias = "issuer", env = "VALET_OIDC_ISSUER")]
     pub issuer: Option<String>,
     /// Extra CA certificates (PEM) to trust when fetching the issuer's documents.
-    #[arg(long, env = "VALET_ISSUER_CA_FILE")]
+    #[arg(
+        long = "oidc-ca-file",
+        alias = "issuer-ca-file",
+        env = "VALET_OIDC_CA_FILE"
+    )]
     pub issuer_ca_file: Option<PathBuf>,
     /// Provisioning role in the bucket account to assume for IAM reads (and --fix).
     #[arg(long, env = "VALET_BUCKET_ACCOUNT_ROLE_ARN")]

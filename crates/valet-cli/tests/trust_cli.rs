@@ -301,7 +301,7 @@ async fn api_server_down_and_no_issuer_flag() {
         Link::Issuer,
         Status::Fail,
         "discover the issuer",
-        "--issuer",
+        "--oidc-issuer",
     );
     assert!(
         report.links[1..].iter().all(|l| l.status == Status::Skip),

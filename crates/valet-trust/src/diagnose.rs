@@ -59,7 +59,7 @@ pub struct TrustTarget {
 pub enum Error {
     #[error(transparent)]
     Trust(#[from] TrustError),
-    #[error("cannot read --issuer-ca-file {path}: {source}")]
+    #[error("cannot read --oidc-ca-file {path}: {source}")]
     CaFile {
         path: String,
         source: std::io::Error,
@@ -244,7 +244,7 @@ fn issuer_unknown(
     let mut links = vec![LinkResult::fail(
         Link::Issuer,
         reason,
-        "pass --issuer https://... (the API server's --service-account-issuer), or a --kubeconfig that reaches the API server",
+        "pass --oidc-issuer https://... (the API server's --service-account-issuer), or a --kubeconfig that reaches the API server",
     )];
     links.extend(
         Link::ALL[1..]

@@ -45,7 +45,7 @@ pub(crate) fn parse_issuer(issuer: &str) -> Result<Url, LinkResult> {
         Err(e) => {
             return fail(
                 format!("issuer {issuer:?} is not a URL: {e}"),
-                "pass the cluster's issuer as --issuer https://HOST[/PATH] (kubectl get --raw /.well-known/openid-configuration shows it)".to_string(),
+                "pass the cluster's issuer as --oidc-issuer https://HOST[/PATH] (kubectl get --raw /.well-known/openid-configuration shows it)".to_string(),
             );
         }
     };
@@ -110,7 +110,7 @@ pub async fn check_issuer(http: &OidcHttp, issuer: &str) -> (LinkResult, Option<
                 doc.issuer
             ),
             format!(
-                "set the API server's --service-account-issuer={issuer} (and republish discovery), or if {:?} is the real issuer, check with --issuer {:?}",
+                "set the API server's --service-account-issuer={issuer} (and republish discovery), or if {:?} is the real issuer, check with --oidc-issuer {:?}",
                 doc.issuer, doc.issuer
             ),
         );
@@ -146,7 +146,7 @@ pub async fn check_issuer(http: &OidcHttp, issuer: &str) -> (LinkResult, Option<
 pub(crate) fn fetch_failure(link: Link, e: &FetchError) -> LinkResult {
     let fix = match e {
         FetchError::Tls { .. } => {
-            "make the issuer serve a certificate from a public CA (STS fetches it from the internet); for a private CA, pass it with --issuer-ca-file and pin its thumbprint on the IAM OIDC provider"
+            "make the issuer serve a certificate from a public CA (STS fetches it from the internet); for a private CA, pass it with --oidc-ca-file and pin its thumbprint on the IAM OIDC provider"
         }
         FetchError::Unreachable { .. } => {
             "make the URL reachable over the internet (STS fetches it), e.g. publish discovery and JWKS in a public S3 bucket or behind a load balancer"

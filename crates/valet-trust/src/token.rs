@@ -226,7 +226,7 @@ pub(crate) fn verify_token(token: &SecretToken, jwks: &Jwks, want: &Expected<'_>
             ErrorKind::InvalidIssuer => fail(
                 format!("the token's iss is {:?}, not the issuer {:?}", claims.iss.unwrap_or_default(), want.issuer),
                 format!(
-                    "set the API server's --service-account-issuer={} so tokens carry it, or check with --issuer set to the cluster's real issuer",
+                    "set the API server's --service-account-issuer={} so tokens carry it, or check with --oidc-issuer set to the cluster's real issuer",
                     want.issuer
                 ),
             ),

@@ -109,7 +109,7 @@ async fn untrusted_issuer_certificate_names_the_ca_flag() {
         Link::Issuer,
         Status::Fail,
         "TLS",
-        "--issuer-ca-file",
+        "--oidc-ca-file",
     );
 }
 
