@@ -56,7 +56,7 @@ fn tune_allocator() {
 )]
 struct Cli {
     #[command(flatten)]
-    log: cmd::logging::LogArgs,
+    log: valet_cli::log::LogArgs,
     #[command(subcommand)]
     command: Command,
 }

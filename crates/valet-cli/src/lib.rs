@@ -5,4 +5,5 @@
 
 pub mod audit;
 pub mod broker;
+pub mod log;
 pub mod trust;

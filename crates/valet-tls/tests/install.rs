@@ -214,8 +214,18 @@ fn the_dockerfile_builds_with_the_readme_command() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `valet`'s own shape: the global log flags (which every component's
+/// command line may carry) around the two long-running subcommands.
 #[derive(clap::Parser)]
-enum Valet {
+struct Valet {
+    #[command(flatten)]
+    _log: valet_cli::log::LogArgs,
+    #[command(subcommand)]
+    _component: Component,
+}
+
+#[derive(clap::Subcommand)]
+enum Component {
     Webhook(Box<valet_webhook::WebhookArgs>),
     Broker(Box<valet_cli::broker::BrokerArgs>),
 }
