@@ -12,25 +12,45 @@ fn valet(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn crd_matches_the_manifests_and_the_chart() {
+    use serde::Deserialize;
     let out = valet(&["crd"]);
     assert!(out.status.success());
-    let printed: serde_json::Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let printed: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_json::Value::deserialize(d).unwrap())
+        .collect();
+    let names: Vec<&str> = printed
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(
-        printed["metadata"]["name"],
-        "bucketaccesses.storage-valet.dev"
+        names,
+        [
+            "bucketaccesses.storage-valet.dev",
+            "bucketaccesspolicies.storage-valet.dev"
+        ]
     );
-    for file in [
-        "manifests/base/crd.yaml",
-        "charts/storage-valet/crds/bucketaccesses.yaml",
-    ] {
-        let text =
-            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
-                .unwrap();
-        let installed: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
-        assert_eq!(
-            installed["spec"], printed["spec"],
-            "{file} is stale: regenerate with `valet crd > {file}`"
-        );
+    for (crd, files) in printed.iter().zip([
+        [
+            "manifests/base/crd.yaml",
+            "charts/storage-valet/crds/bucketaccesses.yaml",
+        ],
+        [
+            "manifests/base/bucketaccesspolicy-crd.yaml",
+            "charts/storage-valet/crds/bucketaccesspolicies.yaml",
+        ],
+    ]) {
+        for file in files {
+            let text = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file),
+            )
+            .unwrap();
+            let installed: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+            assert_eq!(
+                installed["spec"], crd["spec"],
+                "{file} is stale: regenerate with `valet crd`"
+            );
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use futures::StreamExt;
 use kube::api::Api;
+use valet_broker::access_policy::{BucketAccessPolicy, BucketAccessPolicySpec};
 use valet_broker::config::{BrokerConfig, BucketAccountConfig, RetrySettings};
 use valet_broker::controller::BrokerParts;
 use valet_broker::crd::{Access, BucketAccess, BucketAccessSpec, BucketGrant};
@@ -48,6 +49,26 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_status(),
     );
+    api.register(ResourceDef::cluster(
+        "storage-valet.dev",
+        "v1alpha1",
+        "BucketAccessPolicy",
+        "bucketaccesspolicies",
+    ));
+    // Every team may read its own prefix and upload: the guardrails are judged on each reconcile.
+    let policy: BucketAccessPolicySpec = serde_json::from_value(serde_json::json!({
+        "namespaces": ["team-*"],
+        "buckets": [
+            {"name": "acme-media", "prefixes": ["{namespace}/"], "maxAccess": "read"},
+            {"name": "acme-uploads", "maxAccess": "write"}
+        ]
+    }))?;
+    Api::<BucketAccessPolicy>::all(api.client())
+        .create(
+            &kube::api::PostParams::default(),
+            &BucketAccessPolicy::new("teams", policy),
+        )
+        .await?;
     let oidc = OidcIssuer::start().await?;
     oidc.attach(&api);
 
@@ -64,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         BucketAccountConfig {
             provisioning_role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/valet-provisioner")),
             external_id: Some("bench".into()),
+            permissions_boundary_arn: None,
             region: None,
         },
     );
@@ -91,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
             BucketAccessSpec {
                 service_account_name: format!("app-{i}"),
                 bucket_account: None,
+                suspended: false,
                 buckets: vec![
                     grant(
                         "acme-media",

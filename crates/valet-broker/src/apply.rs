@@ -3,15 +3,26 @@
 //!
 //! Every plan is computed (IAM reads only) and printed before the first
 //! write, so a reviewer sees the whole change; `--dry-run` stops there.
+//!
+//! The files carry the platform's BucketAccessPolicies and the Namespaces
+//! (for their labels) too: the same policies as in a cluster, judged before
+//! any AWS call, so a refused object costs nothing and changes nothing.
+//! Unknown fields are refused with their path, as a cluster's schema would.
+
+use std::collections::BTreeMap;
 
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use kube::CustomResourceExt;
 use serde::Deserialize;
 
+use crate::access_policy::BucketAccessPolicy;
 use crate::accounts::Accounts;
 use crate::crd::BucketAccess;
+use crate::guard::{grant_requests, permitted_condition};
+use crate::permit::{self, NamespaceInfo};
 use crate::provision::{self, Plan};
 use crate::status::service_account_annotations;
 use crate::trust_gate::{TrustGate, TrustVerdict};
@@ -29,10 +40,28 @@ pub enum ApplyError {
         index: usize,
         source: serde_yaml_ng::Error,
     },
-    #[error("{path}: document {index} is a BucketAccess but does not parse: {message}")]
+    #[error("{path}: document {index} is a {kind} but does not parse: {message}")]
     Object {
         path: String,
         index: usize,
+        kind: &'static str,
+        message: String,
+    },
+    #[error(
+        "{path}: document {index} ({kind}) has unknown field(s) {}: remove or correct them (a field the broker does not know is never ignored)",
+        .fields.join(", ")
+    )]
+    UnknownFields {
+        path: String,
+        index: usize,
+        kind: &'static str,
+        fields: Vec<String>,
+    },
+    #[error("{path}: document {index}: BucketAccessPolicy {name}: {message}")]
+    Policy {
+        path: String,
+        index: usize,
+        name: String,
         message: String,
     },
     #[error("no BucketAccess objects in the files given")]
@@ -56,9 +85,28 @@ struct TypeMeta {
     kind: String,
 }
 
-/// Reads every BucketAccess from the files (`-` = stdin); other kinds are skipped.
-pub fn read_sources(files: &[PathBuf]) -> Result<Vec<Source>, ApplyError> {
-    let mut out = Vec::new();
+/// What the files hold.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub accesses: Vec<Source>,
+    pub policies: Vec<BucketAccessPolicy>,
+    /// Namespace name -> labels, from `kind: Namespace` documents.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Inputs {
+    fn namespace(&self, name: &str) -> NamespaceInfo {
+        NamespaceInfo {
+            name: name.to_string(),
+            labels: self.namespaces.get(name).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// Reads every BucketAccess, BucketAccessPolicy and Namespace from the files
+/// (`-` = stdin); other kinds are skipped.
+pub fn read_sources(files: &[PathBuf]) -> Result<Inputs, ApplyError> {
+    let mut out = Inputs::default();
     for file in files {
         let shown = file.display().to_string();
         let text = read(file).map_err(|source| ApplyError::Read {
@@ -79,31 +127,85 @@ pub fn read_sources(files: &[PathBuf]) -> Result<Vec<Source>, ApplyError> {
                 api_version: String::new(),
                 kind: String::new(),
             });
-            if meta.kind != "BucketAccess" || !meta.api_version.starts_with("storage-valet.dev/") {
-                continue;
-            }
-            let object: BucketAccess =
-                serde_yaml_ng::from_value(value).map_err(|e| ApplyError::Object {
+            let ours = meta.api_version.starts_with("storage-valet.dev/");
+            let kind: &'static str = match (meta.kind.as_str(), ours) {
+                ("BucketAccess", true) => "BucketAccess",
+                ("BucketAccessPolicy", true) => "BucketAccessPolicy",
+                ("Namespace", false) if meta.api_version == "v1" => "Namespace",
+                _ => continue,
+            };
+            let json = serde_json::to_value(&value).map_err(|e| ApplyError::Object {
+                path: shown.clone(),
+                index,
+                kind,
+                message: e.to_string(),
+            })?;
+            let fields = match kind {
+                "BucketAccess" => crate::strict::unknown_fields(&crd_json::<BucketAccess>(), &json),
+                "BucketAccessPolicy" => {
+                    crate::strict::unknown_fields(&crd_json::<BucketAccessPolicy>(), &json)
+                }
+                _ => crate::strict::unknown_meta_fields(&json, NAMESPACE_TOP_LEVEL),
+            };
+            if !fields.is_empty() {
+                return Err(ApplyError::UnknownFields {
                     path: shown.clone(),
                     index,
-                    message: e.to_string(),
-                })?;
-            let namespace = object
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into());
-            out.push(Source {
-                origin: format!("{shown}#{index}"),
-                namespace,
-                object,
-            });
+                    kind,
+                    fields,
+                });
+            }
+            let bad = |e: serde_json::Error| ApplyError::Object {
+                path: shown.clone(),
+                index,
+                kind,
+                message: e.to_string(),
+            };
+            match kind {
+                "BucketAccess" => {
+                    let object: BucketAccess = serde_json::from_value(json).map_err(bad)?;
+                    let namespace = object
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into());
+                    out.accesses.push(Source {
+                        origin: format!("{shown}#{index}"),
+                        namespace,
+                        object,
+                    });
+                }
+                "BucketAccessPolicy" => {
+                    let policy: BucketAccessPolicy = serde_json::from_value(json).map_err(bad)?;
+                    permit::check_policy(&policy.spec).map_err(|message| ApplyError::Policy {
+                        path: shown.clone(),
+                        index,
+                        name: policy.metadata.name.clone().unwrap_or_default(),
+                        message,
+                    })?;
+                    out.policies.push(policy);
+                }
+                _ => {
+                    let ns: k8s_openapi::api::core::v1::Namespace =
+                        serde_json::from_value(json).map_err(bad)?;
+                    let name = ns.metadata.name.clone().unwrap_or_default();
+                    out.namespaces
+                        .insert(name, ns.metadata.labels.unwrap_or_default());
+                }
+            }
         }
     }
-    if out.is_empty() {
+    if out.accesses.is_empty() {
         return Err(ApplyError::Empty);
     }
     Ok(out)
+}
+
+/// The top-level keys of a Namespace document.
+const NAMESPACE_TOP_LEVEL: &[&str] = &["apiVersion", "kind", "spec", "status"];
+
+fn crd_json<K: CustomResourceExt>() -> serde_json::Value {
+    serde_json::to_value(K::crd()).unwrap_or_default()
 }
 
 fn read(file: &Path) -> std::io::Result<String> {
@@ -124,23 +226,29 @@ pub struct Item {
 
 pub struct Planned {
     pub plan: Plan,
+    /// Which policies allowed it (the `Permitted` condition's message).
+    pub permitted: String,
     pub trust: TrustVerdict,
     pub annotations: Vec<(String, String)>,
 }
 
-/// Computes every plan (IAM reads only).
-pub async fn plan_all(sources: Vec<Source>, accounts: &Accounts, gate: &TrustGate) -> Vec<Item> {
+/// Computes every plan (IAM reads only; none for a refused object).
+pub async fn plan_all(inputs: &Inputs, accounts: &Accounts, gate: &TrustGate) -> Vec<Item> {
     let cfg = accounts.config();
     let mut items = Vec::new();
-    for source in sources {
-        let outcome = plan_one(&source, accounts, gate, cfg).await;
-        items.push(Item { source, outcome });
+    for source in &inputs.accesses {
+        let outcome = plan_one(source, inputs, accounts, gate, cfg).await;
+        items.push(Item {
+            source: source.clone(),
+            outcome,
+        });
     }
     items
 }
 
 async fn plan_one(
     source: &Source,
+    inputs: &Inputs,
     accounts: &Accounts,
     gate: &TrustGate,
     cfg: &crate::config::BrokerConfig,
@@ -149,6 +257,16 @@ async fn plan_one(
     let spec = source.object.spec.validate().map_err(|e| e.to_string())?;
     let role = provision::desired_role(cfg, gate.issuer(), &source.namespace, &name, &spec)
         .map_err(|e| e.to_string())?;
+    // Judged before the first AWS call: a refused object touches nothing.
+    let decision = permit::decide(
+        &inputs.policies,
+        cfg.default_bucket_account.as_deref(),
+        &inputs.namespace(&source.namespace),
+        &role.account,
+        &grant_requests(&spec),
+    );
+    let permitted = permitted_condition(&decision).message;
+    decision.map_err(|e| format!("refused: {e}"))?;
     let clients = accounts
         .get(&role.account)
         .await
@@ -160,11 +278,15 @@ async fn plan_one(
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect();
-    let plan = provision::plan(&clients.iam, role)
-        .await
-        .map_err(|e| e.to_string())?;
+    let plan = if spec.suspended {
+        provision::plan_revoke(&clients.iam, role).await
+    } else {
+        provision::plan(&clients.iam, role).await
+    }
+    .map_err(|e| e.to_string())?;
     Ok(Planned {
         plan,
+        permitted,
         trust,
         annotations,
     })
@@ -182,6 +304,7 @@ pub fn render_plan(items: &[Item]) -> String {
                 let _ = writeln!(out, "  ! error: {e}");
             }
             Ok(p) => {
+                let _ = writeln!(out, "  permitted: {}", p.permitted);
                 let _ = writeln!(out, "  role {}", p.plan.role.arn);
                 if p.plan.steps.is_empty() {
                     let _ = writeln!(out, "  = no changes");

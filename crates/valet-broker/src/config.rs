@@ -60,6 +60,10 @@ pub struct BucketAccountConfig {
     pub provisioning_role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// Managed policy set as the permissions boundary of every role the
+    /// broker creates in this account (and put back when removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary_arn: Option<String>,
     /// Bucket region for this account, when it differs from `region`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -208,6 +212,13 @@ impl BrokerConfig {
                     ));
                 }
             }
+            if let Some(b) = &a.permissions_boundary_arn
+                && !is_policy_arn_in(b, acct)
+            {
+                return bad(format!(
+                    "bucketAccounts.{acct}.permissionsBoundaryArn {b:?} is not a managed policy ARN in account {acct} (arn:aws:iam::{acct}:policy/NAME)"
+                ));
+            }
             if let Some(r) = &a.region
                 && validate_region(r).is_err()
             {
@@ -229,4 +240,12 @@ impl BrokerConfig {
             .and_then(|a| a.region.as_deref())
             .unwrap_or(&self.region)
     }
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:policy/[PATH/]NAME` in `account`.
+fn is_policy_arn_in(arn: &str, account: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "iam", "", acct, rest]
+        if partition.starts_with("aws") && *acct == account
+            && rest.strip_prefix("policy/").is_some_and(|n| !n.is_empty() && !n.ends_with('/')))
 }

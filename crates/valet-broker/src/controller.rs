@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use valet_trust::OidcHttp;
 use valet_trust::aws::{AwsClients, AwsConfig};
 
+use crate::access_policy::BucketAccessPolicy;
 use crate::accounts::Accounts;
 use crate::config::BrokerConfig;
 use crate::crd::BucketAccess;
@@ -184,13 +185,41 @@ async fn keep_lease(lock: &LeaseLock) {
 }
 
 /// The controller itself (no Lease): every BucketAccess, plus the
-/// ServiceAccounts they annotate (an edited annotation is repaired at once).
+/// ServiceAccounts they annotate (an edited annotation is repaired at once),
+/// the BucketAccessPolicies (any change re-judges every BucketAccess) and
+/// the Namespaces (relabelling re-judges the namespace's BucketAccesses), so
+/// a grant no longer allowed is revoked at once, not at the next resync.
 pub async fn run(ctx: Arc<Ctx>) {
     let client = ctx.client.clone();
     let concurrency = ctx.cfg.concurrency;
     let bas: Api<BucketAccess> = Api::all(client.clone());
-    let sas: Api<ServiceAccount> = Api::all(client);
-    Controller::new(bas, watcher::Config::default())
+    let sas: Api<ServiceAccount> = Api::all(client.clone());
+    let policies: Api<BucketAccessPolicy> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client);
+    let controller = Controller::new(bas, watcher::Config::default());
+    let every = controller.store();
+    let in_namespace = controller.store();
+    controller
+        .watches(policies, watcher::Config::default(), move |_| {
+            every
+                .state()
+                .into_iter()
+                .map(|ba| ObjectRef::from_obj(&*ba))
+                .collect::<Vec<_>>()
+        })
+        .watches(
+            namespaces,
+            watcher::Config::default(),
+            move |ns: Namespace| {
+                let name = ns.name_any();
+                in_namespace
+                    .state()
+                    .into_iter()
+                    .filter(|ba| ba.namespace().as_deref() == Some(name.as_str()))
+                    .map(|ba| ObjectRef::from_obj(&*ba))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(sas, watcher::Config::default(), |sa: ServiceAccount| {
             let ns = sa.namespace()?;
             let owner = sa.annotations().get(ANN_OWNER)?;

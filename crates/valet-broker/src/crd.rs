@@ -40,6 +40,11 @@ pub const MAX_BUCKETS: usize = 20;
     ),
     printcolumn(name = "Role", type_ = "string", json_path = ".status.roleArn"),
     printcolumn(
+        name = "Permitted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Permitted\")].status"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -69,6 +74,10 @@ pub struct BucketAccessSpec {
         validation = Rule::new("self.all(b, !has(b.alias) || self.exists_one(c, has(c.alias) && c.alias == b.alias))").message("aliases must be unique")
     )]
     pub buckets: Vec<BucketGrant>,
+    /// true: access revoked (the role keeps no S3 access), role and
+    /// ServiceAccount annotation kept; false again restores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }
 
 /// One bucket grant.
@@ -129,7 +138,7 @@ pub struct BucketAccessStatus {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Ready, TrustValid or RoleProvisioned.
+    /// Ready, Permitted, TrustValid or RoleProvisioned.
     #[serde(rename = "type")]
     pub type_: String,
     /// "True", "False" or "Unknown".
@@ -148,6 +157,7 @@ pub struct ValidSpec {
     pub service_account: String,
     pub bucket_account: Option<String>,
     pub buckets: Vec<ValidGrant>,
+    pub suspended: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,6 +263,7 @@ impl BucketAccessSpec {
             service_account: sa.clone(),
             bucket_account: self.bucket_account.clone(),
             buckets: out,
+            suspended: self.suspended,
         })
     }
 }
@@ -267,7 +278,7 @@ fn is_dns_subdomain(s: &str) -> bool {
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
-/// The CRD manifest as YAML, as `valet crd` prints it.
+/// The CRD manifest as YAML (`valet crd` prints it with the others).
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     serde_yaml_ng::to_string(&BucketAccess::crd())
 }

@@ -6,15 +6,19 @@
 //! Pure modules (`crd` validation, `naming`, `policy`, `status`) never do
 //! I/O; `iam`, `provision`, `reconcile`, `controller` and `apply` do.
 
+pub mod access_policy;
 pub mod accounts;
 pub mod apply;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod guard;
 pub mod iam;
+pub mod iam_policy;
 pub mod lease;
 pub mod metrics;
 pub mod naming;
+pub mod permit;
 pub mod policy;
 pub mod provision;
 pub mod reconcile;
@@ -22,4 +26,5 @@ pub mod retire;
 pub mod run;
 pub mod sa;
 pub mod status;
+pub mod strict;
 pub mod trust_gate;

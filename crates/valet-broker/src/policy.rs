@@ -22,11 +22,9 @@ pub fn access_policy(
         let objects = format!("{bucket}/{prefix}*");
         let allow = |sid: String, action: &[&str], resource: &str, condition| Statement {
             sid: Some(sid),
-            effect: Effect::Allow,
-            principal: None,
-            action: action.iter().map(|a| a.to_string()).collect(),
             resource: Some(vec![resource.to_string()]),
             condition,
+            ..Statement::new(Effect::Allow, action)
         };
         if g.access.reads() {
             statement.push(allow(

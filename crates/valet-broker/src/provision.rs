@@ -38,6 +38,8 @@ pub struct DesiredRole {
     pub trust: PolicyDocument,
     pub access: PolicyDocument,
     pub tags: BTreeMap<String, String>,
+    /// The permissions boundary of the bucket account, when configured.
+    pub boundary: Option<String>,
     pub namespace: String,
     pub service_account: String,
     pub bucket_access: String,
@@ -106,6 +108,9 @@ pub fn desired_role(
     spec: &ValidSpec,
 ) -> Result<DesiredRole, ProvisionError> {
     let account = bucket_account(cfg, spec)?.to_string();
+    let boundary = cfg
+        .account(&account)
+        .and_then(|a| a.permissions_boundary_arn.clone());
     let partition = partition_for_region(cfg.bucket_region(&account));
     let sa = &spec.service_account;
     let name = role_name(&cfg.role_name_pattern, &cfg.cluster_name, namespace, sa);
@@ -128,6 +133,7 @@ pub fn desired_role(
         trust,
         access,
         tags,
+        boundary,
         namespace: namespace.to_string(),
         service_account: sa.clone(),
         bucket_access: bucket_access.to_string(),
@@ -145,7 +151,10 @@ fn truncate_tag(v: &str) -> String {
 pub enum Step {
     CreateRole,
     UpdateTrust,
+    PutBoundary,
     PutAccessPolicy,
+    /// `spec.suspended`: the inline access policy goes, the role stays.
+    RevokeAccess,
 }
 
 impl fmt::Display for Step {
@@ -153,7 +162,11 @@ impl fmt::Display for Step {
         f.write_str(match self {
             Step::CreateRole => "create role (trust policy, tags)",
             Step::UpdateTrust => "update trust policy",
+            Step::PutBoundary => "put permissions boundary",
             Step::PutAccessPolicy => "put inline access policy",
+            Step::RevokeAccess => {
+                "delete inline access policy (suspended: the role keeps no S3 access)"
+            }
         })
     }
 }
@@ -221,6 +234,11 @@ pub async fn plan(iam: &Iam, role: DesiredRole) -> Result<Plan, ProvisionError> 
     if !found.trust.as_ref().is_ok_and(|t| t.same_as(&role.trust)) {
         steps.push(Step::UpdateTrust);
     }
+    // A boundary someone removed or replaced comes back; without one
+    // configured, whatever the account's admins set is left alone.
+    if role.boundary.is_some() && found.boundary != role.boundary {
+        steps.push(Step::PutBoundary);
+    }
     let policy = iam.get_role_policy(&role.name, INLINE_POLICY_NAME).await?;
     if !matches!(&policy, Some(Ok(doc)) if doc.same_as(&role.access)) {
         steps.push(Step::PutAccessPolicy);
@@ -228,6 +246,32 @@ pub async fn plan(iam: &Iam, role: DesiredRole) -> Result<Plan, ProvisionError> 
     Ok(Plan {
         role,
         steps,
+        existed: true,
+    })
+}
+
+/// The plan of a suspended BucketAccess: only the inline policy's removal
+/// (a role that does not exist yet is not created). Never writes.
+pub async fn plan_revoke(iam: &Iam, role: DesiredRole) -> Result<Plan, ProvisionError> {
+    let Some(found) = iam.get_role(&role.name).await? else {
+        return Ok(Plan {
+            role,
+            steps: Vec::new(),
+            existed: false,
+        });
+    };
+    check_owner(&role, &found)?;
+    let has_policy = iam
+        .get_role_policy(&role.name, INLINE_POLICY_NAME)
+        .await?
+        .is_some();
+    Ok(Plan {
+        role,
+        steps: if has_policy {
+            vec![Step::RevokeAccess]
+        } else {
+            Vec::new()
+        },
         existed: true,
     })
 }
@@ -248,17 +292,46 @@ pub async fn execute(iam: &Iam, plan: &Plan) -> Result<(), ProvisionError> {
                     &role.trust,
                     &role.tags,
                     &description,
+                    role.boundary.as_deref(),
                 )
                 .await?;
             }
             Step::UpdateTrust => iam.update_trust(&role.name, &role.trust).await?,
+            Step::PutBoundary => {
+                if let Some(arn) = &role.boundary {
+                    iam.put_boundary(&role.name, arn).await?
+                }
+            }
             Step::PutAccessPolicy => {
                 iam.put_role_policy(&role.name, INLINE_POLICY_NAME, &role.access)
+                    .await?
+            }
+            Step::RevokeAccess => {
+                iam.delete_role_policy(&role.name, INLINE_POLICY_NAME)
                     .await?
             }
         }
     }
     Ok(())
+}
+
+/// Deletes the role's inline access policy (the role keeps no S3 access),
+/// only when the role is ours; `true` when there was one to delete.
+pub async fn revoke_access(iam: &Iam, role: &DesiredRole) -> Result<bool, ProvisionError> {
+    let Some(found) = iam.get_role(&role.name).await? else {
+        return Ok(false);
+    };
+    check_owner(role, &found)?;
+    if iam
+        .get_role_policy(&role.name, INLINE_POLICY_NAME)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    iam.delete_role_policy(&role.name, INLINE_POLICY_NAME)
+        .await?;
+    Ok(true)
 }
 
 /// What deletion found.

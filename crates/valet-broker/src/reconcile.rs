@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::accounts::Accounts;
 use crate::config::BrokerConfig;
 use crate::crd::{BucketAccess, ValidSpec};
+use crate::guard::{self, Gate};
 use crate::provision::{self, DesiredRole, ProvisionError, Removed, Step};
 use crate::status::*;
 use crate::trust_gate::{TrustGate, TrustVerdict};
@@ -148,11 +149,56 @@ async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
+    // Guardrails first: nothing refused here reaches AWS.
+    let permitted = match guard::check(ba, ctx, &spec, &role.account).await? {
+        Gate::Open(c) => c,
+        Gate::Closed {
+            permitted,
+            reason,
+            message,
+        } => {
+            guard::revoke(ba, ctx, &role, &message).await?;
+            let kept = ba.status.as_ref().and_then(|s| s.role_arn.as_deref()) == Some(&role.arn);
+            let role_cond = if kept {
+                Cond::new(
+                    ROLE_PROVISIONED,
+                    Some(true),
+                    "AccessRevoked",
+                    format!("role {} is kept without S3 access", role.arn),
+                )
+            } else {
+                Cond::new(ROLE_PROVISIONED, Some(false), reason, message.clone())
+            };
+            let conds = [
+                permitted,
+                Cond::new(TRUST_VALID, None, reason, message.clone()),
+                role_cond,
+                Cond::new(READY, Some(false), reason, message.clone()),
+            ];
+            publish_status(ba, ctx, None, &conds, Some((reason, &message))).await?;
+            return Ok(resync);
+        }
+    };
+    if let Some(msg) =
+        guard::foreign_service_account(ctx, &ns, &name, &spec.service_account, &role.arn).await?
+    {
+        let reason = guard::SERVICE_ACCOUNT_NOT_OURS;
+        let mut conds = blocked(reason, &msg).to_vec();
+        conds.insert(0, permitted);
+        publish_status(ba, ctx, None, &conds, Some((reason, &msg))).await?;
+        return Ok(resync);
+    }
+    let was_revoked = ba
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+        .is_some_and(|c| c.reason == guard::NOT_PERMITTED || c.reason == guard::SUSPENDED);
     let clients = match ctx.accounts.get(&role.account).await {
         Ok(c) => c,
         Err(e) => {
             let msg = e.to_string();
-            let conds = blocked(e.reason(), &msg);
+            let mut conds = blocked(e.reason(), &msg).to_vec();
+            conds.insert(0, permitted);
             publish_status(ba, ctx, None, &conds, Some((e.reason(), &msg))).await?;
             return Ok(Action::requeue(RETRY_AFTER));
         }
@@ -168,9 +214,19 @@ async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
     // IAM refuses a trust policy that names a missing provider, so role
     // creation and trust updates wait for it; narrowing the access policy does not.
     let provider_ok = trust.ok || trust.reason != PROVIDER_INVALID;
-    if let Err(e) = provision_role(ba, ctx, &clients.iam, role.clone(), provider_ok).await {
+    if let Err(e) = provision_role(
+        ba,
+        ctx,
+        &clients.iam,
+        role.clone(),
+        provider_ok,
+        was_revoked,
+    )
+    .await
+    {
         let msg = e.to_string();
         let conds = [
+            permitted.clone(),
             trust_cond,
             Cond::new(ROLE_PROVISIONED, Some(false), e.reason(), msg.clone()),
             Cond::new(READY, Some(false), e.reason(), msg.clone()),
@@ -217,7 +273,7 @@ async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
         ba,
         ctx,
         Some(role.arn.clone()),
-        &[trust_cond, role_cond, ready],
+        &[permitted, trust_cond, role_cond, ready],
         warn_event,
     )
     .await?;
@@ -250,6 +306,7 @@ async fn provision_role(
     iam: &crate::iam::Iam,
     role: DesiredRole,
     provider_ok: bool,
+    was_revoked: bool,
 ) -> Result<(), ProvisionError> {
     let mut plan = provision::plan(iam, role).await?;
     let held_back = !provider_ok
@@ -269,7 +326,16 @@ async fn provision_role(
     }
     provision::execute(iam, &plan).await?;
     let steps: Vec<String> = plan.steps.iter().map(Step::to_string).collect();
-    let (reason, note) = if plan.existed {
+    let restored = was_revoked && plan.steps.contains(&Step::PutAccessPolicy);
+    let (reason, note) = if restored {
+        (
+            "AccessRestored",
+            format!(
+                "access allowed again: role {} got its inline access policy back",
+                plan.role.arn
+            ),
+        )
+    } else if plan.existed {
         (
             "DriftRepaired",
             format!(
@@ -361,6 +427,7 @@ async fn cleanup(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
         service_account: ba.spec.service_account_name.clone(),
         bucket_account: ba.spec.bucket_account.clone(),
         buckets: Vec::new(),
+        suspended: ba.spec.suspended,
     };
     match provision::desired_role(&ctx.cfg, ctx.trust.issuer(), &ns, &name, &spec) {
         Ok(role) => remove_role(ba, ctx, &role).await?,

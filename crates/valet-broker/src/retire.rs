@@ -51,6 +51,7 @@ pub(crate) async fn retire_previous_role(
         service_account: old_sa.clone(),
         bucket_account: Some(old.account_id().to_string()),
         buckets: Vec::new(),
+        suspended: false,
     };
     let Ok(previous) = provision::desired_role(&ctx.cfg, ctx.trust.issuer(), &ns, &name, &spec)
     else {

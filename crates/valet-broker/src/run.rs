@@ -172,7 +172,7 @@ pub async fn run_apply(cfg: BrokerConfig, args: ApplyOptions) -> Result<ExitCode
     let ttl = Duration::from_secs(3600);
     // Planning never writes: the provider is created (when allowed) only after the plan is shown.
     let gate = TrustGate::new(http.clone(), &issuer, &cfg.audience, false, ttl);
-    let items = crate::apply::plan_all(sources, &accounts, &gate).await;
+    let items = crate::apply::plan_all(&sources, &accounts, &gate).await;
     print!("{}", crate::apply::render_plan(&items));
     let mut failed = items.iter().any(|i| i.outcome.is_err());
     if args.dry_run {

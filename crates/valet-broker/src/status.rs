@@ -8,6 +8,8 @@ use valet_core::consts::{ANN_BUCKET, ANN_BUCKET_REGION, ANN_BUCKETS, ANN_ROLE_AR
 use crate::crd::{BucketAccessStatus, Condition, ValidSpec};
 
 pub const READY: &str = "Ready";
+/// Whether the BucketAccessPolicies allow every grant (and which did).
+pub const PERMITTED: &str = "Permitted";
 pub const TRUST_VALID: &str = "TrustValid";
 pub const ROLE_PROVISIONED: &str = "RoleProvisioned";
 

@@ -11,6 +11,14 @@ use valet_trust::OidcHttp;
 
 const FILE: &str = r#"
 apiVersion: storage-valet.dev/v1alpha1
+kind: BucketAccessPolicy
+metadata: { name: teams }
+spec:
+  namespaces: ["team-*"]
+  buckets:
+    - { name: acme-*, maxAccess: readwrite }
+---
+apiVersion: storage-valet.dev/v1alpha1
 kind: BucketAccess
 metadata: { name: media-reader, namespace: team-a }
 spec:
@@ -40,7 +48,8 @@ async fn plans_first_then_applies_then_has_nothing_to_do() {
     std::fs::write(&path, FILE).unwrap();
 
     let sources = read_sources(std::slice::from_ref(&path)).unwrap();
-    assert_eq!(sources.len(), 2, "the ConfigMap is skipped");
+    assert_eq!(sources.accesses.len(), 2, "the ConfigMap is skipped");
+    assert_eq!(sources.policies.len(), 1);
     let http = OidcHttp::with_ca_pem(env.oidc.ca_pem().as_bytes(), "test CA").unwrap();
     let gate = TrustGate::new(
         http,
@@ -52,7 +61,7 @@ async fn plans_first_then_applies_then_has_nothing_to_do() {
     let accounts = &env.parts.accounts;
 
     let before = env.counts();
-    let items = plan_all(sources.clone(), accounts, &gate).await;
+    let items = plan_all(&sources, accounts, &gate).await;
     let plan = render_plan(&items);
     assert_eq!(
         env.counts().since(&before).writes(),
@@ -78,8 +87,74 @@ async fn plans_first_then_applies_then_has_nothing_to_do() {
     assert!(results[0].is_ok(), "{results:?}");
 
     let before = env.counts();
-    let again = render_plan(&plan_all(sources, accounts, &gate).await);
+    let again = render_plan(&plan_all(&sources, accounts, &gate).await);
     assert!(again.contains("= no changes"), "{again}");
     assert!(again.contains("Plan: 0 change(s)"), "{again}");
     assert_eq!(env.counts().since(&before).writes(), 0);
+}
+
+const TENANTS: &str = r#"
+apiVersion: storage-valet.dev/v1alpha1
+kind: BucketAccessPolicy
+metadata: { name: team-buckets }
+spec:
+  namespaces: ["team-a"]
+  buckets:
+    - { name: team-a-bucket, prefixes: ["{namespace}/"], maxAccess: read }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: team-b }
+---
+apiVersion: storage-valet.dev/v1alpha1
+kind: BucketAccess
+metadata: { name: steal, namespace: team-b }
+spec:
+  serviceAccountName: app
+  buckets:
+    - { name: team-a-bucket, prefix: team-a/, access: readwrite }
+"#;
+
+#[tokio::test]
+async fn refused_objects_and_typos_touch_no_aws() {
+    let env = Env::new("apply-guard").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.yaml");
+    std::fs::write(&path, TENANTS).unwrap();
+    let inputs = read_sources(std::slice::from_ref(&path)).unwrap();
+    assert_eq!(inputs.namespaces.len(), 1);
+    let http = OidcHttp::with_ca_pem(env.oidc.ca_pem().as_bytes(), "test CA").unwrap();
+    let gate = TrustGate::new(
+        http,
+        &env.oidc.url(),
+        "sts.amazonaws.com",
+        false,
+        Duration::from_secs(60),
+    );
+    let before = env.counts();
+    let items = plan_all(&inputs, &env.parts.accounts, &gate).await;
+    let plan = render_plan(&items);
+    assert_eq!(
+        env.counts().since(&before).total(),
+        0,
+        "no IAM call: {plan}"
+    );
+    let err = items[0].outcome.as_ref().err().expect("refused");
+    for part in [
+        "refused",
+        "namespace team-b",
+        "bucket team-a-bucket",
+        "prefix team-a/",
+        "access readwrite",
+    ] {
+        assert!(err.contains(part), "{err}");
+    }
+    assert!(plan.contains("1 error(s)"), "{plan}");
+
+    let typo = dir.path().join("typo.yaml");
+    std::fs::write(&typo, TENANTS.replace("prefix: team-a/", "prefx: team-a/")).unwrap();
+    let err = read_sources(std::slice::from_ref(&typo))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("spec.buckets[0].prefx"), "{err}");
 }

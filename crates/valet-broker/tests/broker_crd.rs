@@ -27,7 +27,10 @@ fn names_scope_and_printer_columns() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["ServiceAccount", "Role", "Ready", "Age"]);
+    assert_eq!(
+        columns,
+        ["ServiceAccount", "Role", "Permitted", "Ready", "Age"]
+    );
 }
 
 #[test]

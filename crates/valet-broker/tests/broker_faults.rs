@@ -125,6 +125,19 @@ async fn an_unknown_bucket_account_is_refused_before_any_aws_call() {
     let env = Env::new("flt-acct").await;
     let mut s = spec("app", vec![grant("acme-media", None, None, Access::Read)]);
     s.bucket_account = Some("444455556666".into());
+    // A policy allows the account: the broker config is what refuses it.
+    let allow: valet_broker::access_policy::BucketAccessPolicySpec = serde_json::from_value(
+        serde_json::json!({"namespaces": ["*"], "bucketAccount": "444455556666",
+            "buckets": [{"name": "*", "maxAccess": "read"}]}),
+    )
+    .unwrap();
+    kube::Api::<valet_broker::access_policy::BucketAccessPolicy>::all(env.api.client())
+        .create(
+            &kube::api::PostParams::default(),
+            &valet_broker::access_policy::BucketAccessPolicy::new("other-account", allow),
+        )
+        .await
+        .unwrap();
     env.create("app", s).await;
     let before = env.counts();
     env.reconcile("app").await;
@@ -144,6 +157,7 @@ async fn a_provisioning_role_in_another_account_is_a_config_error() {
         valet_broker::config::BucketAccountConfig {
             provisioning_role_arn: Some("arn:aws:iam::222222222222:role/p".into()),
             external_id: Some("x".into()),
+            permissions_boundary_arn: None,
             region: None,
         },
     );

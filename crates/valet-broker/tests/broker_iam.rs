@@ -255,6 +255,7 @@ fn ownership_needs_every_tag_and_the_path() {
         arn: role.arn.clone(),
         path: path.into(),
         tags,
+        boundary: None,
         trust: Ok(role.trust.clone()),
     };
     assert!(check_owner(&role, &found(&role.path, role.tags.clone())).is_ok());

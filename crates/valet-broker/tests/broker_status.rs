@@ -10,6 +10,7 @@ fn spec(buckets: Vec<ValidGrant>) -> ValidSpec {
         service_account: "app".into(),
         bucket_account: None,
         buckets,
+        suspended: false,
     }
 }
 

@@ -23,6 +23,17 @@ pub struct BrokerArgs {
 pub enum BrokerCommand {
     /// Reconcile BucketAccess files against AWS without a cluster, printing the plan first.
     Apply(ApplyArgs),
+    /// Print the least-privilege IAM policy of the provisioning role in a bucket account.
+    IamPolicy(IamPolicyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IamPolicyArgs {
+    /// The bucket account (12 digits); default: defaultBucketAccount.
+    #[arg(long, env = "VALET_BUCKET_ACCOUNT")]
+    pub bucket_account: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// The broker config file and per-field overrides.
@@ -94,7 +105,8 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
-    /// BucketAccess YAML files (several documents each; `-` reads stdin).
+    /// YAML files with BucketAccess, BucketAccessPolicy and Namespace documents
+    /// (several documents each; `-` reads stdin).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Print the plan and stop: no write to AWS.
@@ -121,6 +133,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    IamPolicy(#[from] valet_broker::iam_policy::IamPolicyError),
     #[error("CRD YAML: {0}")]
     Yaml(#[from] serde_yaml_ng::Error),
 }
@@ -176,13 +190,24 @@ impl ConfigArgs {
 
 /// `valet crd`: the CustomResourceDefinition as YAML on stdout.
 pub fn run_crd(_: CrdArgs) -> Result<ExitCode, CliError> {
-    print!("{}", valet_broker::crd::crd_yaml()?);
+    print!(
+        "{}---\n{}",
+        valet_broker::crd::crd_yaml()?,
+        valet_broker::access_policy::crd_yaml()?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// `valet broker` and `valet broker apply`.
 pub async fn run_broker(args: BrokerArgs) -> Result<ExitCode, CliError> {
     match args.command {
+        Some(BrokerCommand::IamPolicy(a)) => {
+            let cfg = a.config.resolve()?;
+            let (_, doc) =
+                valet_broker::iam_policy::provisioning_policy(&cfg, a.bucket_account.as_deref())?;
+            print!("{}", valet_broker::iam_policy::render(&doc));
+            Ok(ExitCode::SUCCESS)
+        }
         Some(BrokerCommand::Apply(apply)) => {
             let cfg = apply.config.resolve()?;
             let opts = ApplyOptions {

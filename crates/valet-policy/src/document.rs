@@ -1,11 +1,14 @@
 //! IAM policy documents as typed values: trust policies and identity
 //! (access) policies. Pure: no I/O, no clock.
 //!
-//! Documents read back from IAM are parsed into the same types and compared
-//! in [`PolicyDocument::normalized`] form, so that `"Action": "x"` and
-//! `"Action": ["x"]`, or statements in another order, are not "drift".
-//! Fields we do not model (`NotAction`, `NotPrincipal`, ...) make parsing
-//! fail, which the broker treats as drift: someone widened the policy.
+//! One tolerant parser for every policy we read: the documents the broker
+//! writes, trust policies as IAM returns them (`Statement` object or array,
+//! `Action` string or array, condition values of any scalar type) and the
+//! negated forms (`NotAction`, `NotResource`, `NotPrincipal`). Documents
+//! read back from IAM are compared in [`PolicyDocument::normalized`] form,
+//! so that `"Action": "x"` and `"Action": ["x"]`, or statements in another
+//! order, are not "drift", while anything we did not write (a `NotAction`,
+//! an extra statement) is.
 
 use std::collections::BTreeMap;
 
@@ -20,8 +23,9 @@ pub const MAX_INLINE_POLICIES: usize = 10_240;
 pub const ASSUME_WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct PolicyDocument {
+    #[serde(default)]
     pub version: String,
     #[serde(with = "one_or_many")]
     pub statement: Vec<Statement>,
@@ -34,14 +38,15 @@ pub enum Effect {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Statement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
     pub effect: Effect,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<Principal>,
-    #[serde(with = "one_or_many")]
+    /// Empty when the statement uses `NotAction`.
+    #[serde(default, with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
     pub action: Vec<String>,
     #[serde(
         default,
@@ -49,9 +54,40 @@ pub struct Statement {
         with = "opt_one_or_many"
     )]
     pub resource: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_principal: Option<Principal>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_one_or_many"
+    )]
+    pub not_action: Option<Vec<String>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_one_or_many"
+    )]
+    pub not_resource: Option<Vec<String>>,
     /// operator -> condition key -> values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<BTreeMap<String, BTreeMap<String, ConditionValues>>>,
+}
+
+impl Statement {
+    /// A statement with only an effect and actions; set the other fields as needed.
+    pub fn new(effect: Effect, action: &[&str]) -> Statement {
+        Statement {
+            sid: None,
+            effect,
+            principal: None,
+            action: action.iter().map(|a| a.to_string()).collect(),
+            resource: None,
+            not_principal: None,
+            not_action: None,
+            not_resource: None,
+            condition: None,
+        }
+    }
 }
 
 /// `"*"` or `{"Federated": [...], "AWS": [...], ...}`.
@@ -185,9 +221,12 @@ impl PolicyDocument {
         for s in &mut doc.statement {
             s.action.sort();
             s.action.dedup();
-            if let Some(r) = &mut s.resource {
-                r.sort();
-                r.dedup();
+            for list in [&mut s.resource, &mut s.not_action, &mut s.not_resource]
+                .into_iter()
+                .flatten()
+            {
+                list.sort();
+                list.dedup();
             }
             if let Some(Principal::Typed(m)) = &mut s.principal {
                 m.values_mut().for_each(|v| v.0.sort());
@@ -277,15 +316,12 @@ pub fn trust_policy(
     let doc = PolicyDocument {
         version: POLICY_VERSION.into(),
         statement: vec![Statement {
-            sid: None,
-            effect: Effect::Allow,
             principal: Some(Principal::Typed(BTreeMap::from([(
                 "Federated".to_string(),
                 ConditionValues::one(provider_arn),
             )]))),
-            action: vec![ASSUME_WEB_IDENTITY.into()],
-            resource: None,
             condition: Some(BTreeMap::from([("StringEquals".to_string(), equals)])),
+            ..Statement::new(Effect::Allow, &[ASSUME_WEB_IDENTITY])
         }],
     };
     doc.check_size("trust", MAX_TRUST_POLICY)?;

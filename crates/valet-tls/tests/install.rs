@@ -508,3 +508,63 @@ fn kustomize_opt_in_component_selects_only_opted_in_pods() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+/// Every rule of every Role and ClusterRole in `docs`, as (role, resource, verbs).
+fn rbac_rules(docs: &[Value]) -> Vec<(String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for role in docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+    {
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            let verbs: Vec<String> = rule["verbs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            for r in rule["resources"].as_array().into_iter().flatten() {
+                out.push((
+                    id(role),
+                    r.as_str().unwrap_or("").to_string(),
+                    verbs.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Issue 13: nobody who takes over a storage-valet pod can mint a token for
+/// another ServiceAccount or widen the broker's guardrails.
+#[test]
+fn no_role_mints_tokens_or_writes_policies() -> anyhow::Result<()> {
+    for (what, docs) in [
+        ("full overlay", overlay("full")?),
+        ("chart defaults", helm(json!({}))),
+    ] {
+        let rules = rbac_rules(&docs);
+        assert!(!rules.is_empty(), "{what}: no RBAC rendered");
+        for (role, resource, verbs) in &rules {
+            assert!(
+                resource != "serviceaccounts/token" && resource != "*",
+                "{what}: {role} grants {verbs:?} on {resource}"
+            );
+            if resource == "bucketaccesspolicies" {
+                assert!(
+                    verbs
+                        .iter()
+                        .all(|v| ["get", "list", "watch"].contains(&v.as_str())),
+                    "{what}: {role} may change BucketAccessPolicies: {verbs:?}"
+                );
+            }
+        }
+        assert!(
+            rules
+                .iter()
+                .any(|(_, r, v)| r == "bucketaccesspolicies" && v.iter().any(|v| v == "watch")),
+            "{what}: the broker must watch BucketAccessPolicies"
+        );
+    }
+    Ok(())
+}

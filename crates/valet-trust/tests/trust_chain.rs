@@ -104,13 +104,7 @@ async fn untrusted_issuer_certificate_names_the_ca_flag() {
         valet_trust::OidcHttp::with_ca_pem(other.ca_pem().as_bytes(), "other CA").expect("roots");
     let checker = valet_trust::TrustChecker::new(http, Ok(c.bucket.clone()));
     let report = checker.check_chain(&c.input(c.token())).await;
-    expect(
-        &report,
-        Link::Issuer,
-        Status::Fail,
-        "TLS",
-        "--oidc-ca-file",
-    );
+    expect(&report, Link::Issuer, Status::Fail, "TLS", "--oidc-ca-file");
 }
 
 #[tokio::test]

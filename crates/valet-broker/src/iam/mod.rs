@@ -92,6 +92,8 @@ pub struct RoleInfo {
     pub arn: String,
     pub path: String,
     pub tags: BTreeMap<String, String>,
+    /// The permissions boundary's policy ARN, if any.
+    pub boundary: Option<String>,
     /// The trust policy, or why it could not be parsed (treated as drift).
     pub trust: Result<PolicyDocument, String>,
 }
@@ -158,6 +160,10 @@ impl Iam {
                 .iter()
                 .map(|t| (t.key().to_string(), t.value().to_string()))
                 .collect(),
+            boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_string),
             trust,
         }))
     }
@@ -169,6 +175,7 @@ impl Iam {
         trust: &PolicyDocument,
         tags: &BTreeMap<String, String>,
         description: &str,
+        boundary: Option<&str>,
     ) -> Result<String, IamError> {
         let out = self
             .client
@@ -177,6 +184,7 @@ impl Iam {
             .path(path)
             .assume_role_policy_document(trust.to_json())
             .description(description)
+            .set_permissions_boundary(boundary.map(str::to_string))
             .set_tags(Some(to_tags(tags)))
             .send()
             .await
@@ -192,6 +200,17 @@ impl Iam {
             .send()
             .await
             .map_err(|e| classify("UpdateAssumeRolePolicy", e))?;
+        Ok(())
+    }
+
+    pub async fn put_boundary(&self, name: &str, boundary: &str) -> Result<(), IamError> {
+        self.client
+            .put_role_permissions_boundary()
+            .role_name(name)
+            .permissions_boundary(boundary)
+            .send()
+            .await
+            .map_err(|e| classify("PutRolePermissionsBoundary", e))?;
         Ok(())
     }
 

@@ -25,6 +25,8 @@ use super::{fast_retry, moto};
 
 pub const NS: &str = "team-a";
 pub const EXTERNAL_ID: &str = "valet-ext-7";
+/// The BucketAccessPolicy every Env starts with.
+pub const ALLOW_ALL: &str = "allow-all-for-tests";
 
 pub fn fresh_account() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
@@ -72,6 +74,25 @@ impl Env {
             )
             .with_status(),
         );
+        api.register(ResourceDef::cluster(
+            "storage-valet.dev",
+            "v1alpha1",
+            "BucketAccessPolicy",
+            "bucketaccesspolicies",
+        ));
+        // Tests of provisioning run under a policy that allows everything;
+        // the guardrail tests delete it and write their own.
+        let allow_all: valet_broker::access_policy::BucketAccessPolicySpec =
+            serde_json::from_value(serde_json::json!({"namespaces": ["*"],
+                "buckets": [{"name": "*", "maxAccess": "readwrite"}]}))
+            .expect("policy");
+        Api::<valet_broker::access_policy::BucketAccessPolicy>::all(api.client())
+            .create(
+                &PostParams::default(),
+                &valet_broker::access_policy::BucketAccessPolicy::new(ALLOW_ALL, allow_all),
+            )
+            .await
+            .expect("create the allow-all policy");
         let oidc = OidcIssuer::start().await.expect("OIDC issuer");
         oidc.attach(&api);
         let account = fresh_account();
@@ -87,6 +108,7 @@ impl Env {
                     "arn:aws:iam::{account}:role/valet-provisioner"
                 )),
                 external_id: Some(EXTERNAL_ID.into()),
+                permissions_boundary_arn: None,
                 region: None,
             },
         );

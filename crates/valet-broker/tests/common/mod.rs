@@ -65,5 +65,6 @@ pub fn spec(sa: &str, buckets: Vec<BucketGrant>) -> BucketAccessSpec {
         service_account_name: sa.into(),
         bucket_account: None,
         buckets,
+        suspended: false,
     }
 }

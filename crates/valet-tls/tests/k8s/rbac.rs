@@ -130,8 +130,15 @@ pub fn check(docs: &[Value], p: &mut Problems) {
                 "get,patch,update",
             ),
             ("storage-valet.dev", "bucketclaims/finalizers", "update"),
-            ("", "serviceaccounts", "get,list,watch,create,patch"),
-            ("", "serviceaccounts/token", "create"),
+            // Read only: the broker cannot widen its own guardrails.
+            (
+                "storage-valet.dev",
+                "bucketaccesspolicies",
+                "get,list,watch",
+            ),
+            ("", "namespaces", "get,list,watch"),
+            // No serviceaccounts/token: the controller never mints tokens.
+            ("", "serviceaccounts", "get,list,watch,create,patch,delete"),
             ("", "events", "create,patch"),
             ("events.k8s.io", "events", "create,patch"),
             (
