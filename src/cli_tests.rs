@@ -64,3 +64,36 @@ fn every_visible_flag_has_help() {
         missing.join("\n")
     );
 }
+
+/// DESIGN.md "CLI conventions": one flag and one env var for the cluster,
+/// wherever a subcommand talks to it.
+#[test]
+fn every_kubeconfig_flag_reads_kubeconfig() {
+    let mut seen = Vec::new();
+    for (path, cmd) in all_commands() {
+        for arg in cmd.get_arguments() {
+            if arg.get_long() != Some("kubeconfig") {
+                continue;
+            }
+            seen.push(path.join(" "));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(valet_kube::ENV),
+                "valet {}",
+                path.join(" ")
+            );
+            assert_eq!(
+                arg.get_help().map(|h| h.to_string()).as_deref(),
+                Some(valet_kube::HELP),
+                "valet {}",
+                path.join(" ")
+            );
+        }
+    }
+    for expected in ["webhook", "broker", "audit", "trust check", "certs"] {
+        assert!(
+            seen.iter().any(|s| s == expected),
+            "valet {expected}: {seen:?}"
+        );
+    }
+}

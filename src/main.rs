@@ -112,7 +112,7 @@ fn main() -> ExitCode {
     cmd::logging::init(&cli.log);
     let log_format = cli.log.log_format;
     // One crypto provider for rustls, kube and the AWS SDK, installed first.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    valet_kube::install_crypto_provider();
     let result = match cli.command {
         Command::Completions(args) => {
             let shell = match args.shell {

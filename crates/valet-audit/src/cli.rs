@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use valet_core::settings::AnnotationKeys;
 
 use crate::collect::{CollectError, Scope, collect};
@@ -49,12 +48,8 @@ pub struct AuditOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot load kubeconfig {path}: {message}")]
-    Kubeconfig { path: String, message: String },
-    #[error("no Kubernetes credentials: {0} (pass --kubeconfig, set KUBECONFIG, or run in a pod)")]
-    Infer(String),
-    #[error("cannot build the Kubernetes client: {0}")]
-    Client(String),
+    #[error(transparent)]
+    Kube(#[from] valet_kube::Error),
     #[error(transparent)]
     Collect(#[from] CollectError),
     #[error("cannot encode the report as JSON: {0}")]
@@ -62,24 +57,7 @@ pub enum Error {
 }
 
 pub async fn client(path: Option<&Path>) -> Result<kube::Client, Error> {
-    let config = match path {
-        Some(p) => {
-            let kc = Kubeconfig::read_from(p).map_err(|e| Error::Kubeconfig {
-                path: p.display().to_string(),
-                message: e.to_string(),
-            })?;
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::Kubeconfig {
-                    path: p.display().to_string(),
-                    message: e.to_string(),
-                })?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| Error::Infer(e.to_string()))?,
-    };
-    kube::Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
+    Ok(valet_kube::client(path).await?)
 }
 
 /// Collects and judges; the report is what every output renders.

@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let concurrency: u16 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(8);
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    valet_kube::install_crypto_provider();
 
     let moto = Moto::start()?;
     let api = ApiServer::start().await;

@@ -50,8 +50,8 @@ pub struct ApplyOptions {
 pub enum RunError {
     #[error("broker config: {0} (pass it in --config or as a flag)")]
     Missing(&'static str),
-    #[error("Kubernetes client: {0}")]
-    Kube(String),
+    #[error(transparent)]
+    Kube(#[from] valet_kube::Error),
     #[error(transparent)]
     Start(#[from] crate::controller::StartError),
     #[error(transparent)]
@@ -60,28 +60,12 @@ pub enum RunError {
     Admin(String),
 }
 
-async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, RunError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| RunError::Kube(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| RunError::Kube(e.to_string()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| RunError::Kube(e.to_string()))?,
-    };
-    kube::Client::try_from(config).map_err(|e| RunError::Kube(e.to_string()))
-}
-
 /// `valet broker`: runs until SIGTERM or Ctrl-C.
 pub async fn run_controller(
     cfg: BrokerConfig,
     run: ControllerOptions,
 ) -> Result<ExitCode, RunError> {
-    let client = kube_client(run.kubeconfig.as_ref()).await?;
+    let client = valet_kube::client(run.kubeconfig.as_deref()).await?;
     let ca = run
         .oidc_ca
         .as_ref()

@@ -45,8 +45,7 @@ pub struct AuditArgs {
     /// Include Succeeded and Failed pods.
     #[arg(long, env = "VALET_AUDIT_INCLUDE_COMPLETED")]
     pub include_completed: bool,
-    /// Kubeconfig file; default: in-cluster config or $KUBECONFIG / ~/.kube/config.
-    #[arg(long, env = "VALET_KUBECONFIG")]
+    #[arg(long, env = valet_kube::ENV, help = valet_kube::HELP)]
     pub kubeconfig: Option<PathBuf>,
     /// The webhook's --annotation-prefix.
     #[arg(long, env = "VALET_ANNOTATION_PREFIX", default_value = DEFAULT_ANNOTATION_PREFIX)]

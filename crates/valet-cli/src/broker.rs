@@ -77,8 +77,7 @@ pub struct ConfigArgs {
 /// Controller-only flags.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Kubeconfig file (default: ~/.kube/config, then the in-cluster config).
-    #[arg(long, env = "KUBECONFIG")]
+    #[arg(long, env = valet_kube::ENV, help = valet_kube::HELP)]
     pub kubeconfig: Option<PathBuf>,
     /// Name of the Lease the replicas elect a leader with.
     #[arg(long, env = "VALET_LEASE_NAME", default_value = "storage-valet-broker")]

@@ -42,8 +42,7 @@ pub struct TrustCheckArgs {
         env = "VALET_TRUST_OUTPUT"
     )]
     pub output: OutputFormat,
-    /// Kubeconfig file; default: in-cluster config or $KUBECONFIG / ~/.kube/config.
-    #[arg(long, env = "VALET_KUBECONFIG")]
+    #[arg(long, env = valet_kube::ENV, help = valet_kube::HELP)]
     pub kubeconfig: Option<PathBuf>,
     /// The webhook's --annotation-prefix (where the role-arn annotation is read).
     #[arg(long, env = "VALET_ANNOTATION_PREFIX", default_value = DEFAULT_ANNOTATION_PREFIX)]

@@ -62,8 +62,7 @@ pub struct CertsArgs {
     #[arg(long, env = "VALET_CERTS_RENEW_BEFORE", default_value_t = 30)]
     pub renew_before: u32,
 
-    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
-    #[arg(long, env = "VALET_KUBECONFIG")]
+    #[arg(long, env = valet_kube::ENV, help = valet_kube::HELP)]
     pub kubeconfig: Option<PathBuf>,
 }
 
@@ -79,11 +78,8 @@ pub enum CertsError {
         source: kube::Error,
     },
 
-    #[error("cannot load kubeconfig {path}: {reason}")]
-    Kubeconfig { path: PathBuf, reason: String },
-
-    #[error("no kubeconfig found and not running in a cluster: {0} (pass --kubeconfig)")]
-    NoConfig(String),
+    #[error(transparent)]
+    KubeConfig(#[from] valet_kube::Error),
 
     #[error(
         "MutatingWebhookConfiguration {name} does not exist (apply the manifests first, or omit --webhook-config)"
@@ -237,25 +233,7 @@ fn holds(material: &Material, plan: &Plan) -> bool {
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, CertsError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let bad = |reason: String| CertsError::Kubeconfig {
-                path: path.clone(),
-                reason,
-            };
-            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| bad(e.to_string()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| CertsError::NoConfig(e.to_string()))?,
-    };
-    kube::Client::try_from(config).map_err(|source| CertsError::Kube {
-        action: "build a Kubernetes client".into(),
-        source,
-    })
+    Ok(valet_kube::client(kubeconfig.map(PathBuf::as_path)).await?)
 }
 
 /// Sets the caBundle of every webhook, replacing at the version read and

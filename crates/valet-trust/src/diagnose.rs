@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use valet_core::arn::RoleArn;
 use valet_core::consts::{ANN_AUDIENCE, ANN_ROLE_ARN, DEFAULT_TOKEN_AUDIENCE};
 
@@ -263,17 +262,7 @@ fn issuer_unknown(
 }
 
 async fn kube_client(path: Option<&Path>) -> Result<kube::Client, String> {
-    let config = match path {
-        Some(p) => {
-            let kc =
-                Kubeconfig::read_from(p).map_err(|e| format!("kubeconfig {}: {e}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| format!("kubeconfig {}: {e}", p.display()))?
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
+    valet_kube::client(path).await.map_err(|e| e.to_string())
 }
 
 /// The issuer the API server advertises (what `--service-account-issuer` says).

@@ -194,11 +194,9 @@ async fn serve(dir: &str, n: usize, static_port: Option<u16>) {
 }
 
 async fn reflect(kubeconfig: &str) {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let client = valet_kube::client(Some(std::path::Path::new(kubeconfig)))
         .await
-        .expect("config");
-    let client = kube::Client::try_from(config).expect("client");
+        .expect("client");
     let api: kube::Api<ServiceAccount> = kube::Api::all(client);
     let (reader, writer) = reflector::store();
     let stream = reflector(
@@ -214,7 +212,7 @@ async fn reflect(kubeconfig: &str) {
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    valet_kube::install_crypto_provider();
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => {

@@ -34,8 +34,7 @@ pub struct WebhookArgs {
         default_value = "/etc/webhook/certs/tls.key"
     )]
     pub tls_key: PathBuf,
-    /// Kubeconfig; in-cluster configuration when absent.
-    #[arg(long, env = "VALET_KUBECONFIG")]
+    #[arg(long, env = valet_kube::ENV, help = valet_kube::HELP)]
     pub kubeconfig: Option<PathBuf>,
     /// URL of the API server, overriding the kubeconfig's (or the
     /// in-cluster) address, as the peer's --kube-api does.

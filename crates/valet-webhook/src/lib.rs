@@ -44,13 +44,8 @@ use crate::metrics::Metrics;
 pub enum Error {
     #[error("serving certificate: {0}")]
     Tls(#[from] valet_tls::TlsError),
-    #[error("kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: PathBuf,
-        source: kube::config::KubeconfigError,
-    },
-    #[error("cannot configure the Kubernetes client: {0}")]
-    Kube(String),
+    #[error(transparent)]
+    Kube(#[from] valet_kube::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -219,28 +214,11 @@ async fn kube_client(
     kubeconfig: Option<&std::path::Path>,
     kube_api: Option<http::Uri>,
 ) -> Result<kube::Client, Error> {
-    let mut config = match kubeconfig {
-        Some(path) => {
-            let kc =
-                kube::config::Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|source| Error::Kubeconfig {
-                    path: path.to_path_buf(),
-                    source,
-                })?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| Error::Kube(e.to_string()))?,
-    };
+    let mut config = valet_kube::config(kubeconfig).await?;
     if let Some(uri) = kube_api {
         config.cluster_url = uri;
     }
-    kube::Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+    Ok(valet_kube::client_from(config)?)
 }
 
 /// `--kube-api`: the API server's URL (`None` when empty, the peer's default).
