@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use tracing::info;
-use valet_trust::policy_check::{TrustPolicy, WebIdentity, analyse};
+use valet_trust::policy_check::{WebIdentity, analyse};
 use valet_trust::{LinkResult, OidcHttp, ProviderRef, Status, TrustChecker};
 
 use crate::accounts::AccountClients;
@@ -120,16 +120,7 @@ impl TrustGate {
             aud: self.audience.clone(),
             role_name: role.name.clone(),
         };
-        let link = match TrustPolicy::parse(&role.trust.to_json()) {
-            Ok(policy) => analyse(&policy, &want),
-            Err(e) => {
-                return TrustVerdict {
-                    ok: false,
-                    reason: "RoleTrustInvalid".into(),
-                    message: e,
-                };
-            }
-        };
+        let link = analyse(&role.trust, &want);
         if link.status == Status::Fail {
             return TrustVerdict::from_link(&link, "RoleTrustInvalid");
         }

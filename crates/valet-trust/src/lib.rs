@@ -24,7 +24,6 @@ mod discovery;
 mod http;
 mod jwks;
 pub mod policy_check;
-mod policy_doc;
 mod provider;
 mod report;
 mod role;

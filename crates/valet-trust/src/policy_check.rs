@@ -1,15 +1,22 @@
 //! Link 5, the pure part: does a role's trust policy, as IAM returns it,
 //! let this ServiceAccount's token in, and nothing broader?
 //!
-//! Statements and conditions we cannot judge are assumed to hold (they are
-//! rare in IRSA trust policies); the parsing lives in [`super::policy_doc`].
+//! The document is valet-policy's [`PolicyDocument`] (the broker writes and
+//! reads the same type) and conditions are judged by valet-policy's
+//! evaluator: an operator it does not model, or a key this token's context
+//! does not carry (`aws:SourceIp`, tags, another issuer's `sub`), never
+//! counts as satisfied. An Allow that rests on one does not admit the
+//! token; a Deny with one is taken to apply.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-pub use super::policy_doc::{Scalars, Statement, TrustPolicy};
+use serde_json::json;
+use valet_policy::evaluate::{Holds, Request, glob, matches_request, operator_holds};
+use valet_policy::{
+    ASSUME_WEB_IDENTITY as ACTION, ConditionValues, Effect, PolicyDocument, Principal, Statement,
+};
+
 use super::{Findings, Link, LinkResult};
-
-const ACTION: &str = "sts:AssumeRoleWithWebIdentity";
 
 /// What the token presents to STS, and where the provider must live.
 #[derive(Debug, Clone)]
@@ -23,14 +30,28 @@ pub struct WebIdentity {
     pub role_name: String,
 }
 
-/// How one condition block judged the token.
+impl WebIdentity {
+    /// The context keys STS derives from this token: `HOST:sub`, `HOST:aud`.
+    fn context(&self) -> BTreeMap<String, Vec<String>> {
+        BTreeMap::from([
+            (format!("{}:sub", self.provider_url), vec![self.sub.clone()]),
+            (format!("{}:aud", self.provider_url), vec![self.aud.clone()]),
+        ])
+    }
+}
+
+/// How one statement's conditions judged the token.
 enum Verdict {
     Admit,
+    /// Not satisfied, with the first condition that was not.
     Reject(String),
+    /// An operator the evaluator does not model: not satisfied for an
+    /// Allow, taken to apply for a Deny.
+    Unknown(String),
 }
 
 /// Link 5 for a parsed policy.
-pub fn analyse(policy: &TrustPolicy, want: &WebIdentity) -> LinkResult {
+pub fn analyse(policy: &PolicyDocument, want: &WebIdentity) -> LinkResult {
     let mut f = Findings::new(Link::RoleTrust);
     let mut admitting: Vec<(usize, SubScope, bool, bool)> = Vec::new();
     let mut rejections = Vec::new();
@@ -53,9 +74,9 @@ pub fn analyse(policy: &TrustPolicy, want: &WebIdentity) -> LinkResult {
             PrincipalMatch::Exact => false,
         };
         let verdict = conditions(st, want);
-        let deny = st.effect.eq_ignore_ascii_case("Deny");
+        let deny = st.effect == Effect::Deny;
         match (verdict, deny) {
-            (Verdict::Admit, true) => f.fail(
+            (Verdict::Admit | Verdict::Unknown(_), true) => f.fail(
                 format!(
                     "{label} denies sts:AssumeRoleWithWebIdentity to {}",
                     want.sub
@@ -70,7 +91,9 @@ pub fn analyse(policy: &TrustPolicy, want: &WebIdentity) -> LinkResult {
                 let has_aud = condition_values(st, &format!("{}:aud", want.provider_url)).is_some();
                 admitting.push((i, scope, has_aud, any_principal));
             }
-            (Verdict::Reject(why), false) => rejections.push(format!("{label}: {why}")),
+            (Verdict::Reject(why) | Verdict::Unknown(why), false) => {
+                rejections.push(format!("{label}: {why}"))
+            }
             (Verdict::Reject(_), true) => {}
         }
     }
@@ -135,12 +158,11 @@ pub fn analyse(policy: &TrustPolicy, want: &WebIdentity) -> LinkResult {
 }
 
 fn allows_action(st: &Statement) -> bool {
-    let matches = |a: &String| glob_match(&a.to_ascii_lowercase(), &ACTION.to_ascii_lowercase());
-    match (&st.action, &st.not_action) {
-        (Some(actions), _) => actions.iter().any(matches),
-        (None, Some(not)) => !not.iter().any(matches),
-        (None, None) => false,
-    }
+    let request = Request {
+        action: ACTION.into(),
+        ..Request::default()
+    };
+    matches_request(st, &request)
 }
 
 enum PrincipalMatch {
@@ -150,16 +172,12 @@ enum PrincipalMatch {
     Foreign(Vec<String>),
 }
 
-fn principal_match(p: Option<&Value>, want: &WebIdentity) -> PrincipalMatch {
-    let federated: Vec<String> = match p {
-        Some(Value::String(s)) if s == "*" => return PrincipalMatch::Any,
-        Some(Value::Object(map)) => match map.get("Federated") {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            _ => return PrincipalMatch::None,
+fn principal_match(p: Option<&Principal>, want: &WebIdentity) -> PrincipalMatch {
+    let federated: &[String] = match p {
+        Some(Principal::Any(s)) if s == "*" => return PrincipalMatch::Any,
+        Some(Principal::Typed(map)) => match map.get("Federated") {
+            Some(ConditionValues(list)) => list,
+            None => return PrincipalMatch::None,
         },
         _ => return PrincipalMatch::None,
     };
@@ -168,8 +186,9 @@ fn principal_match(p: Option<&Value>, want: &WebIdentity) -> PrincipalMatch {
     }
     let suffix = format!(":oidc-provider/{}", want.provider_url);
     let foreign: Vec<String> = federated
-        .into_iter()
+        .iter()
         .filter(|f| f.ends_with(&suffix))
+        .cloned()
         .collect();
     if foreign.is_empty() {
         PrincipalMatch::None
@@ -178,65 +197,55 @@ fn principal_match(p: Option<&Value>, want: &WebIdentity) -> PrincipalMatch {
     }
 }
 
-/// Evaluates every condition as STS would for this token's context.
+/// Every condition, judged by valet-policy's evaluator against this
+/// token's context, one key at a time so that a rejection names the
+/// condition that failed.
 fn conditions(st: &Statement, want: &WebIdentity) -> Verdict {
-    let prefix = want.provider_url.to_ascii_lowercase();
-    for (op, keys) in &st.condition {
-        let (base, if_exists) = split_operator(op);
+    let context = want.context();
+    let mut unknown = None;
+    for (op, keys) in st.condition.iter().flatten() {
         for (key, values) in keys {
-            let k = key.to_ascii_lowercase();
-            let ctx = if k == format!("{prefix}:sub") {
-                Some(want.sub.as_str())
-            } else if k == format!("{prefix}:aud") {
-                Some(want.aud.as_str())
-            } else if k.ends_with(":sub") || k.ends_with(":aud") || k.ends_with(":amr") {
-                // Another issuer's key: absent from this token's context.
-                None
-            } else {
-                // Keys we cannot see from here (aws:SourceIp, tags...) are
-                // assumed to hold; they are rare in IRSA trust policies.
-                continue;
-            };
-            let Some(ctx) = ctx else {
-                if if_exists || base.starts_with("StringNot") || base == "Null" {
-                    continue;
+            let present = context
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.as_slice());
+            match operator_holds(op, present, &values.0) {
+                Holds::Yes => {}
+                Holds::No => {
+                    return Verdict::Reject(match present {
+                        None => format!(
+                            "{op} on {key}, a key this token does not carry (STS sees {}:sub and {}:aud), is not satisfied",
+                            want.provider_url, want.provider_url
+                        ),
+                        Some(ctx) => format!(
+                            "{op} {key} {:?} does not admit {:?}",
+                            values.0,
+                            ctx.join(", ")
+                        ),
+                    });
                 }
-                return Verdict::Reject(format!(
-                    "{op} on {key}, a key this provider's tokens do not have (keys are {}:sub and {}:aud)",
-                    want.provider_url, want.provider_url
-                ));
-            };
-            let v = &values.0;
-            let ok = match base {
-                "StringEquals" => v.iter().any(|x| x == ctx),
-                "StringEqualsIgnoreCase" => v.iter().any(|x| x.eq_ignore_ascii_case(ctx)),
-                "StringLike" => v.iter().any(|x| glob_match(x, ctx)),
-                "StringNotEquals" => !v.iter().any(|x| x == ctx),
-                "StringNotEqualsIgnoreCase" => !v.iter().any(|x| x.eq_ignore_ascii_case(ctx)),
-                "StringNotLike" => !v.iter().any(|x| glob_match(x, ctx)),
-                // Null=false requires presence; our keys are present.
-                "Null" => v.iter().all(|x| x == "false"),
-                _ => continue,
-            };
-            if !ok {
-                return Verdict::Reject(format!("{op} {key} {v:?} does not admit {ctx:?}"));
+                Holds::Unknown => {
+                    unknown.get_or_insert_with(|| {
+                        format!("condition operator {op} on {key} is not one this check models, so it is not counted as satisfied")
+                    });
+                }
             }
         }
     }
-    Verdict::Admit
+    match unknown {
+        Some(why) => Verdict::Unknown(why),
+        None => Verdict::Admit,
+    }
 }
 
-/// `ForAnyValue:StringLikeIfExists` -> (`StringLike`, true). The set
-/// qualifiers change nothing for the single-valued `sub` and `aud`.
-fn split_operator(op: &str) -> (&str, bool) {
+/// `ForAnyValue:StringLikeIfExists` -> `StringLike`. The set qualifiers
+/// change nothing for the single-valued `sub`.
+fn base_operator(op: &str) -> &str {
     let op = op
         .strip_prefix("ForAnyValue:")
         .or_else(|| op.strip_prefix("ForAllValues:"))
         .unwrap_or(op);
-    match op.strip_suffix("IfExists") {
-        Some(base) => (base, true),
-        None => (op, false),
-    }
+    op.strip_suffix("IfExists").unwrap_or(op)
 }
 
 /// How narrowly an admitting statement pins `sub`.
@@ -259,8 +268,8 @@ impl SubScope {
 fn sub_scope(st: &Statement, want: &WebIdentity) -> SubScope {
     let key = format!("{}:sub", want.provider_url).to_ascii_lowercase();
     let mut scope = SubScope::Unconditioned;
-    for (op, keys) in &st.condition {
-        let (base, _) = split_operator(op);
+    for (op, keys) in st.condition.iter().flatten() {
+        let base = base_operator(op);
         for (k, values) in keys {
             if k.to_ascii_lowercase() != key {
                 continue;
@@ -268,7 +277,7 @@ fn sub_scope(st: &Statement, want: &WebIdentity) -> SubScope {
             match base {
                 "StringEquals" | "StringEqualsIgnoreCase" => return SubScope::Exact,
                 "StringLike" => {
-                    let pattern = values.0.iter().find(|p| glob_match(p, &want.sub));
+                    let pattern = values.0.iter().find(|p| glob(p, &want.sub));
                     match pattern {
                         Some(p) if !p.contains(['*', '?']) => return SubScope::Exact,
                         Some(p) => scope = SubScope::Wildcard(p.clone()),
@@ -282,11 +291,12 @@ fn sub_scope(st: &Statement, want: &WebIdentity) -> SubScope {
     scope
 }
 
-fn condition_values<'a>(st: &'a Statement, key: &str) -> Option<&'a Scalars> {
+fn condition_values<'a>(st: &'a Statement, key: &str) -> Option<&'a ConditionValues> {
     let key = key.to_ascii_lowercase();
     st.condition
-        .values()
-        .flat_map(|m| m.iter())
+        .iter()
+        .flatten()
+        .flat_map(|(_, m)| m.iter())
         .find(|(k, _)| k.to_ascii_lowercase() == key)
         .map(|(_, v)| v)
 }
@@ -326,29 +336,6 @@ fn fix_statement(want: &WebIdentity) -> String {
         "add this statement to role {}'s trust policy (aws iam update-assume-role-policy --role-name {} --policy-document file://trust.json): {st}",
         want.role_name, want.role_name
     )
-}
-
-/// IAM's `*` (any run) and `?` (one character) match.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
 use crate::Status;
+use valet_policy::PolicyDocument;
 
 const URL: &str = "oidc.eks.eu-west-1.amazonaws.com/id/ABC";
 
@@ -15,7 +16,7 @@ fn want() -> WebIdentity {
 
 fn judge(doc: serde_json::Value) -> LinkResult {
     let text = urlencoding::encode(&doc.to_string()).into_owned();
-    let policy = TrustPolicy::parse(&text).expect("parses");
+    let policy = PolicyDocument::parse(&text).expect("parses");
     analyse(&policy, &want())
 }
 
@@ -49,7 +50,8 @@ fn iam_shapes_parse_statement_object_arrays_and_bools() {
         "Condition": {
             "ForAnyValue:StringEquals": {format!("{URL}:sub"): ["system:serviceaccount:team-a:app", "x"]},
             "StringEqualsIgnoreCase": {format!("{}:AUD", URL.to_uppercase()): "STS.amazonaws.com"},
-            "Bool": {"aws:SecureTransport": true},
+            // A boolean value, as IAM accepts it: Null=false asks for the key.
+            "Null": {format!("{URL}:sub"): false},
         },
     }});
     let r = judge(doc);
@@ -156,18 +158,75 @@ fn wrong_action_or_principal_is_not_trust() {
     assert!(r.fix.unwrap().contains("\"Federated\""));
 }
 
+fn admitting() -> serde_json::Value {
+    json!({format!("{URL}:sub"): "system:serviceaccount:team-a:app", format!("{URL}:aud"): "sts.amazonaws.com"})
+}
+
 #[test]
-fn glob() {
-    assert!(glob_match("*", ""));
-    assert!(glob_match("a*c", "abbbc"));
-    assert!(glob_match("a?c", "abc"));
-    assert!(!glob_match("a?c", "ac"));
-    assert!(glob_match(
-        "system:serviceaccount:*:app",
-        "system:serviceaccount:x:app"
+fn an_unknown_condition_operator_is_not_satisfied() {
+    // The old trust checker skipped operators it did not know, so this
+    // statement passed: STS would judge DateGreaterThan, we cannot.
+    let r = judge(stmt(
+        provider(),
+        json!({"StringEquals": admitting(), "DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}),
     ));
-    assert!(!glob_match(
-        "system:serviceaccount:*:app",
-        "system:serviceaccount:x:app2"
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+    assert!(r.reason.contains("DateGreaterThan"), "{r:?}");
+    assert!(r.reason.contains("not counted as satisfied"), "{r:?}");
+    // A qualifier we do not model is unknown too.
+    let r = judge(stmt(
+        provider(),
+        json!({"StringEquals": admitting(), "Frob:StringEquals": {format!("{URL}:sub"): "system:serviceaccount:team-a:app"}}),
     ));
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+}
+
+#[test]
+fn a_condition_on_a_key_the_token_does_not_carry_is_not_satisfied() {
+    // The old checker assumed keys it could not see (aws:SourceIp, tags) held.
+    let r = judge(stmt(
+        provider(),
+        json!({"StringEquals": admitting(), "IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
+    ));
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+    let r = judge(stmt(
+        provider(),
+        json!({"StringEquals": admitting(), "Bool": {"aws:SecureTransport": true}}),
+    ));
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+    assert!(r.reason.contains("aws:SecureTransport"), "{r:?}");
+    assert!(r.reason.contains("does not carry"), "{r:?}");
+    // Negated and IfExists forms hold on an absent key, as in IAM.
+    let r = judge(stmt(
+        provider(),
+        json!({"StringEquals": admitting(), "StringNotEquals": {"aws:PrincipalTag/x": "y"}, "StringEqualsIfExists": {"aws:RequestTag/z": "w"}}),
+    ));
+    assert_eq!(r.status, Status::Pass, "{r:?}");
+}
+
+#[test]
+fn a_deny_with_an_unknown_operator_applies() {
+    let doc = json!({"Statement": [
+        {"Effect": "Allow", "Principal": provider(), "Action": "sts:AssumeRoleWithWebIdentity", "Condition": {"StringEquals": admitting()}},
+        {"Effect": "Deny", "Principal": provider(), "Action": "sts:AssumeRoleWithWebIdentity",
+         "Condition": {"DateLessThan": {"aws:CurrentTime": "2100-01-01T00:00:00Z"}}},
+    ]});
+    let r = judge(doc);
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+    assert!(r.reason.contains("statement 1"), "{r:?}");
+}
+
+#[test]
+fn the_broker_and_the_checker_read_one_document_type() {
+    // What the broker writes passes the checker unchanged: no second parse.
+    let doc = valet_policy::trust_policy(
+        &want().provider_arn,
+        &format!("https://{URL}"),
+        "team-a",
+        "app",
+        "sts.amazonaws.com",
+    )
+    .unwrap();
+    let r = analyse(&doc, &want());
+    assert_eq!(r.status, Status::Pass, "{r:?}");
 }

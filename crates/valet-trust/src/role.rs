@@ -4,7 +4,9 @@ use aws_sdk_iam::error::ProvideErrorMetadata;
 use serde_json::json;
 use valet_core::arn::RoleArn;
 
-use super::policy_check::{TrustPolicy, WebIdentity, analyse};
+use valet_policy::PolicyDocument;
+
+use super::policy_check::{WebIdentity, analyse};
 use super::provider::{ProviderRef, iam_message};
 use super::{Link, LinkResult};
 
@@ -72,7 +74,7 @@ pub(crate) async fn check_role_trust(
             ),
         );
     };
-    match TrustPolicy::parse(document) {
+    match PolicyDocument::parse(document) {
         Ok(policy) => analyse(&policy, &want),
         Err(e) => LinkResult::fail(
             Link::RoleTrust,
