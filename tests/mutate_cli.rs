@@ -216,3 +216,34 @@ fn peer_flags_are_accepted() {
     );
     assert!(text.contains("eu-west-1"));
 }
+
+/// `valet mutate ... | head`: the reader leaves early. The command ends
+/// quietly with its own exit code instead of panicking on the closed pipe.
+#[test]
+fn a_reader_that_leaves_early_ends_output_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    // Well past a pipe's 64 KiB buffer, so the write meets the closed pipe.
+    let containers: String = (0..3000)
+        .map(|i| format!("  - name: c{i}\n    image: x\n"))
+        .collect();
+    let pod = POD.replace("  - name: app\n    image: x\n", &containers);
+    let pod = write(dir.path(), "pod.yaml", &pod);
+    let sa = write(dir.path(), "sa.yaml", SA);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_valet"))
+        .args(["mutate", "--pod"])
+        .arg(&pod)
+        .arg("--service-account")
+        .arg(&sa)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here, as `head` exits.
+    let o = child.wait_with_output().unwrap();
+    assert!(first.starts_with(b"apiVersion"), "{first:?}");
+    assert!(o.status.success(), "{:?} {}", o.status, stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}

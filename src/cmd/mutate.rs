@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::Value;
 use valet_core::mutate::Outcome;
+use valet_core::out;
 use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 use valet_core::{PodView, SaConfig, mutate};
 use valet_webhook::MutationFlags;
@@ -110,12 +111,12 @@ pub fn run(args: MutateArgs) -> anyhow::Result<ExitCode> {
         eprintln!("valet: warning: {w}");
     }
     match args.output {
-        Output::Patch => println!("{}", serde_json::to_string(&mutation.patch())?),
+        Output::Patch => out::print(&format!("{}\n", serde_json::to_string(&mutation.patch())?))?,
         Output::Pod => {
             json_patch::patch(&mut pod_value, &mutation.patch()).with_context(|| {
                 format!("{pod_name}: the patch does not apply (please report this bug)")
             })?;
-            print!("{}", serde_yaml_ng::to_string(&pod_value)?);
+            out::print(&serde_yaml_ng::to_string(&pod_value)?)?;
         }
     }
     Ok(ExitCode::SUCCESS)

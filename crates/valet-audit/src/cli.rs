@@ -52,6 +52,8 @@ pub enum Error {
     Kube(#[from] valet_kube::Error),
     #[error(transparent)]
     Collect(#[from] CollectError),
+    #[error("cannot write the report to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
     #[error("cannot encode the report as JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -103,6 +105,6 @@ pub fn exit_code(r: &report::Report, fail_on: Severity) -> ExitCode {
 pub async fn run(args: AuditOptions) -> Result<ExitCode, Error> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let r = audit(&client, &args).await?;
-    print!("{}", render(&r, args.output)?);
+    valet_core::out::print(&render(&r, args.output)?).map_err(Error::Stdout)?;
     Ok(exit_code(&r, args.fail_on))
 }

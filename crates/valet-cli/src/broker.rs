@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use valet_broker::config::{BrokerConfig, ConfigError};
 use valet_broker::run::{ApplyOptions, ControllerOptions, RunError, run_apply, run_controller};
+use valet_core::out;
 
 /// `valet broker [apply]`.
 #[derive(Args, Debug)]
@@ -134,6 +135,8 @@ pub enum CliError {
     Run(#[from] RunError),
     #[error(transparent)]
     IamPolicy(#[from] valet_broker::iam_policy::IamPolicyError),
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
     #[error("CRD YAML: {0}")]
     Yaml(#[from] serde_yaml_ng::Error),
 }
@@ -189,11 +192,12 @@ impl ConfigArgs {
 
 /// `valet crd`: the CustomResourceDefinition as YAML on stdout.
 pub fn run_crd(_: CrdArgs) -> Result<ExitCode, CliError> {
-    print!(
+    out::print(&format!(
         "{}---\n{}",
         valet_broker::crd::crd_yaml()?,
         valet_broker::access_policy::crd_yaml()?
-    );
+    ))
+    .map_err(CliError::Stdout)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -204,7 +208,7 @@ pub async fn run_broker(args: BrokerArgs) -> Result<ExitCode, CliError> {
             let cfg = a.config.resolve()?;
             let (_, doc) =
                 valet_broker::iam_policy::provisioning_policy(&cfg, a.bucket_account.as_deref())?;
-            print!("{}", valet_broker::iam_policy::render(&doc));
+            out::print(&valet_broker::iam_policy::render(&doc)).map_err(CliError::Stdout)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(BrokerCommand::Apply(apply)) => {

@@ -1,7 +1,8 @@
 //! The pure core of storage-valet.
 //!
 //! Everything here is a function of its arguments: no network, no clock, no
-//! environment, no files. The webhook, `valet mutate`, the broker and the
+//! environment, no files (one exception, [`out`]: the commands' stdout,
+//! shared so that each of them ends quietly on a closed pipe). The webhook, `valet mutate`, the broker and the
 //! audit all call the same functions, so what `valet mutate` prints is what
 //! the webhook does.
 //!
@@ -21,6 +22,7 @@ pub mod chain;
 pub mod consts;
 pub mod identity;
 pub mod mutate;
+pub mod out;
 pub mod pod;
 pub mod settings;
 

@@ -58,6 +58,8 @@ pub struct TrustTarget {
 pub enum Error {
     #[error(transparent)]
     Trust(#[from] TrustError),
+    #[error("cannot write the report to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
     #[error("cannot read --oidc-ca-file {path}: {source}")]
     CaFile {
         path: String,
@@ -68,7 +70,7 @@ pub enum Error {
 /// Checks, prints the report on stdout; exit 0 when no link FAILs, else 1.
 pub async fn run(args: TrustCheck) -> Result<ExitCode, Error> {
     let report = check(&args).await?;
-    print!("{}", render(&report, args.output));
+    valet_core::out::print(&render(&report, args.output)).map_err(Error::Stdout)?;
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
