@@ -186,6 +186,7 @@ async fn serve(dir: &str, n: usize, static_port: Option<u16>) {
             app,
             CancellationToken::new(),
             Duration::from_secs(1),
+            valet_webhook::limits::LimitFlags::default(),
         ));
     }
     std::fs::write(dir.join("ready"), "").expect("write");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use valet_core::admission::LookupFailure;
 
 use crate::flags::MutationFlags;
+use crate::limits::LimitFlags;
 use crate::peer::PeerFlags;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -67,6 +68,8 @@ pub struct WebhookArgs {
     pub shutdown_timeout: Duration,
     #[command(flatten)]
     pub mutation: MutationFlags,
+    #[command(flatten)]
+    pub limits: LimitFlags,
     #[command(flatten)]
     pub peer: PeerFlags,
 }

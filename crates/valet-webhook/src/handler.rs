@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,11 +16,8 @@ use valet_core::mutate::Outcome;
 use valet_core::settings::{ContainerCredentialsIdentities, Settings};
 
 use crate::cache::{Lookup, SaCache};
+use crate::limits::{BodyError, BodyReader};
 use crate::metrics::Metrics;
-
-/// Largest AdmissionReview accepted (the API server's own request limit is
-/// 3 MiB; a bigger body is not a real review).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub struct AppState {
     pub settings: Settings,
@@ -29,6 +26,8 @@ pub struct AppState {
     pub grace: Duration,
     pub on_lookup_failure: LookupFailure,
     pub metrics: Arc<Metrics>,
+    /// `--max-body-bytes`, `--body-timeout`, `--body-memory`.
+    pub bodies: BodyReader,
     /// True once a certificate is loaded (set at start-up).
     pub cert_loaded: std::sync::atomic::AtomicBool,
 }
@@ -38,16 +37,25 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The request's Content-Type, read without copying the header map.
-pub struct ContentType(Option<HeaderValue>);
+/// The request's Content-Type and Content-Length, read without copying the
+/// header map.
+pub struct Head {
+    content_type: Option<HeaderValue>,
+    content_length: Option<u64>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for ContentType {
+impl<S: Send + Sync> FromRequestParts<S> for Head {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ContentType(
-            parts.headers.get(header::CONTENT_TYPE).cloned(),
-        ))
+        Ok(Head {
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            // hyper has already refused a malformed Content-Length.
+            content_length: parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+        })
     }
 }
 
@@ -66,13 +74,10 @@ pub fn is_json(content_type: &[u8]) -> bool {
     essence.eq_ignore_ascii_case(b"application/json")
 }
 
-pub async fn mutate(
-    State(state): State<Arc<AppState>>,
-    ContentType(content_type): ContentType,
-    body: Bytes,
-) -> Response {
+pub async fn mutate(State(state): State<Arc<AppState>>, head: Head, body: Body) -> Response {
     let started = Instant::now();
-    let content_type = content_type
+    let content_type = head
+        .content_type
         .as_ref()
         .map_or(&b""[..], HeaderValue::as_bytes);
     if !is_json(content_type) {
@@ -85,7 +90,11 @@ pub async fn mutate(
             ),
         );
     }
-    let req = match admission::decode(&body) {
+    let body = match state.bodies.read(body, head.content_length).await {
+        Ok(b) => b,
+        Err(e) => return body_refused(&state, e),
+    };
+    let req = match admission::decode(&body.bytes) {
         Ok(r) => r,
         Err(e) => return bad_request(&state, e),
     };
@@ -127,6 +136,23 @@ fn bad_request(state: &AppState, e: admission::DecodeError) -> Response {
     state.metrics.count_request("error");
     warn!(error = %e, "bad admission request");
     error(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+fn body_refused(state: &AppState, e: BodyError) -> Response {
+    state.metrics.count_request("error");
+    let status = match e {
+        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+        BodyError::NoMemory { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        BodyError::Read(_) => StatusCode::BAD_REQUEST,
+    };
+    debug!(error = %e, "request body refused");
+    let mut response = error(status, e.to_string());
+    // The rest of an unread body must not be taken for the next request.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn answer(body: Vec<u8>) -> Response {

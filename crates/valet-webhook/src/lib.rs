@@ -15,6 +15,7 @@ pub mod argv;
 pub mod cache;
 pub mod flags;
 pub mod handler;
+pub mod limits;
 pub mod metrics;
 pub mod peer;
 pub mod peer_metrics;
@@ -28,7 +29,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 pub use args::WebhookArgs;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 pub use flags::MutationFlags;
 use tokio::net::TcpListener;
@@ -59,6 +59,8 @@ pub enum Error {
     TlsPolicy(#[from] valet_tls::PolicyError),
     #[error("--kube-api={url:?} is not a URL: {reason} (e.g. https://10.0.0.1:6443)")]
     KubeApi { url: String, reason: String },
+    #[error("{0}")]
+    Limits(String),
 }
 
 /// Runs the webhook until SIGTERM/SIGINT (a second signal exits at once).
@@ -70,6 +72,7 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
     }
     // Refused flags and bad TLS names fail before anything starts.
     args.peer.check()?;
+    args.limits.validate().map_err(Error::Limits)?;
     let tls_policy =
         valet_tls::TlsPolicy::from_go_names(&args.tls_min_version, &args.tls_cipher_suites)?;
     let kube_api = args
@@ -108,6 +111,7 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
         grace: args.service_account_lookup_grace_period,
         on_lookup_failure: args.on_lookup_failure.into(),
         metrics: metrics.clone(),
+        bodies: limits::BodyReader::new(&args.limits),
         cert_loaded: true.into(),
     });
     let shutdown = CancellationToken::new();
@@ -168,7 +172,15 @@ pub async fn run(args: WebhookArgs) -> Result<(), Error> {
             .with_graceful_shutdown(async move { metrics_shutdown.cancelled().await })
             .await;
     });
-    server::serve_tls(listener, tls, app, shutdown, args.shutdown_timeout).await;
+    server::serve_tls(
+        listener,
+        tls,
+        app,
+        shutdown,
+        args.shutdown_timeout,
+        args.limits.clone(),
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(2), metrics_server).await;
     info!("stopped");
     Ok(())
@@ -187,7 +199,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(handler::healthz))
         .route("/readyz", get(handler::readyz))
-        .layer(DefaultBodyLimit::max(handler::MAX_BODY))
         .with_state(state)
 }
 
