@@ -131,9 +131,15 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Mutate(args) => cmd::mutate::run(args),
-        Command::Broker(args) => {
-            cmd::block_on(async { Ok(valet_cli::broker::run_broker(*args).await?) })
-        }
+        Command::Broker(args) => cmd::block_on(async {
+            // `broker apply`: 1 refused input, 2 could not run (DESIGN.md).
+            Ok(valet_cli::broker::run_broker(*args)
+                .await
+                .unwrap_or_else(|e| {
+                    cmd::logging::fatal(log_format, &e);
+                    ExitCode::from(e.exit_code())
+                }))
+        }),
         Command::Crd(args) => valet_cli::broker::run_crd(args).map_err(Into::into),
         Command::Audit(args) => cmd::block_on(async {
             // Exit 1 means findings; an audit that could not run is 2.

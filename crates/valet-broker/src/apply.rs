@@ -218,10 +218,52 @@ fn read(file: &Path) -> std::io::Result<String> {
     }
 }
 
+/// Exit code of `broker apply`: refused input, not permitted, or a trust link failing.
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code of `broker apply`: it could not run (a file, the config, AWS).
+pub const EXIT_ERROR: u8 = 2;
+
 /// What happens to one object.
 pub struct Item {
     pub source: Source,
-    pub outcome: Result<Planned, String>,
+    pub outcome: Result<Planned, ItemError>,
+}
+
+/// Why an object has no plan. The two exit differently: a refusal is the
+/// input's fault (fix the object or the policy), a failure is not (retry).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ItemError {
+    /// Invalid, or not allowed by any BucketAccessPolicy: decided before any AWS call.
+    #[error("{0}")]
+    Refused(String),
+    /// AWS could not be read (credentials, the provisioning role, IAM).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Item {
+    /// Planned, but a link of the trust chain fails.
+    pub fn trust_failed(&self) -> bool {
+        self.outcome.as_ref().is_ok_and(|p| !p.trust.ok)
+    }
+}
+
+/// The exit code of a whole apply: 2 when anything could not run, else 1
+/// when anything was refused or a trust link fails, else 0.
+pub fn exit_code(items: &[Item], execute_failed: bool) -> u8 {
+    let failed = items
+        .iter()
+        .any(|i| matches!(i.outcome, Err(ItemError::Failed(_))));
+    let refused = items
+        .iter()
+        .any(|i| matches!(i.outcome, Err(ItemError::Refused(_))) || i.trust_failed());
+    if failed || execute_failed {
+        EXIT_ERROR
+    } else if refused {
+        EXIT_REFUSED
+    } else {
+        0
+    }
 }
 
 pub struct Planned {
@@ -252,11 +294,13 @@ async fn plan_one(
     accounts: &Accounts,
     gate: &TrustGate,
     cfg: &crate::config::BrokerConfig,
-) -> Result<Planned, String> {
+) -> Result<Planned, ItemError> {
+    let refused = |e: &dyn std::fmt::Display| ItemError::Refused(e.to_string());
+    let failed = |e: &dyn std::fmt::Display| ItemError::Failed(e.to_string());
     let name = source.object.metadata.name.clone().unwrap_or_default();
-    let spec = source.object.spec.validate().map_err(|e| e.to_string())?;
+    let spec = source.object.spec.validate().map_err(|e| refused(&e))?;
     let role = provision::desired_role(cfg, gate.issuer(), &source.namespace, &name, &spec)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| refused(&e))?;
     // Judged before the first AWS call: a refused object touches nothing.
     let decision = permit::decide(
         &inputs.policies,
@@ -266,11 +310,8 @@ async fn plan_one(
         &grant_requests(&spec),
     );
     let permitted = permitted_condition(&decision).message;
-    decision.map_err(|e| format!("refused: {e}"))?;
-    let clients = accounts
-        .get(&role.account)
-        .await
-        .map_err(|e| e.to_string())?;
+    decision.map_err(|e| ItemError::Refused(format!("refused: {e}")))?;
+    let clients = accounts.get(&role.account).await.map_err(|e| failed(&e))?;
     let trust = gate.check(&clients, &role).await;
     let region = cfg.bucket_region(&role.account);
     let annotations =
@@ -283,7 +324,14 @@ async fn plan_one(
     } else {
         provision::plan(&clients.iam, role).await
     }
-    .map_err(|e| e.to_string())?;
+    // IAM failing is not the input's fault; a foreign or conflicting role is.
+    .map_err(|e| {
+        if e.transient() {
+            failed(&e)
+        } else {
+            refused(&e)
+        }
+    })?;
     Ok(Planned {
         plan,
         permitted,

@@ -156,46 +156,48 @@ pub async fn run_apply(cfg: BrokerConfig, args: ApplyOptions) -> Result<ExitCode
     let ttl = Duration::from_secs(3600);
     // Planning never writes: the provider is created (when allowed) only after the plan is shown.
     let gate = TrustGate::new(http.clone(), &issuer, &cfg.audience, false, ttl);
-    let items = crate::apply::plan_all(&sources, &accounts, &gate).await;
+    let mut items = crate::apply::plan_all(&sources, &accounts, &gate).await;
     print!("{}", crate::apply::render_plan(&items));
-    let mut failed = items.iter().any(|i| i.outcome.is_err());
     if args.dry_run {
         println!("Dry run: nothing applied.");
-        return Ok(if failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
+        return Ok(ExitCode::from(crate::apply::exit_code(&items, false)));
+    }
+    // All or nothing: one refused or unplannable object stops the apply
+    // before the first write, so a pipeline never half-applies a change.
+    if items.iter().any(|i| i.outcome.is_err()) {
+        println!("Nothing applied: fix the objects marked `! error` above and run again.");
+        return Ok(ExitCode::from(crate::apply::exit_code(&items, false)));
     }
     if cfg.create_oidc_provider {
         let creator = TrustGate::new(http, &issuer, &cfg.audience, true, ttl);
-        for item in items
-            .iter()
-            .filter_map(|i| i.outcome.as_ref().ok())
-            .filter(|p| !p.trust.ok)
-        {
-            if let Ok(clients) = accounts.get(&item.plan.role.account).await {
-                let v = creator.check(&clients, &item.plan.role).await;
+        for planned in items.iter_mut().filter_map(|i| i.outcome.as_mut().ok()) {
+            if planned.trust.ok {
+                continue;
+            }
+            if let Ok(clients) = accounts.get(&planned.plan.role.account).await {
+                let v = creator.check(&clients, &planned.plan.role).await;
                 println!(
                     "trust {}: {}",
                     if v.ok { "repaired" } else { "still FAIL" },
                     v.message
                 );
+                // A repaired link no longer counts against the run.
+                planned.trust = v;
             }
         }
     }
+    let mut execute_failed = false;
     for line in crate::apply::execute_all(&items, &accounts).await {
         match line {
             Ok(l) => println!("applied {l}"),
             Err(e) => {
-                failed = true;
+                execute_failed = true;
                 println!("failed {e}");
             }
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::from(crate::apply::exit_code(
+        &items,
+        execute_failed,
+    )))
 }

@@ -140,6 +140,11 @@ async fn refused_objects_and_typos_touch_no_aws() {
         "no IAM call: {plan}"
     );
     let err = items[0].outcome.as_ref().err().expect("refused");
+    assert!(
+        matches!(err, valet_broker::apply::ItemError::Refused(_)),
+        "a refusal exits 1, not 2: {err:?}"
+    );
+    let err = err.to_string();
     for part in [
         "refused",
         "namespace team-b",

@@ -141,6 +141,21 @@ pub enum CliError {
     Yaml(#[from] serde_yaml_ng::Error),
 }
 
+impl CliError {
+    /// `broker apply`'s contract: 1 for input the broker refuses (a typo,
+    /// a document that does not parse, a policy that is invalid), 2 for
+    /// everything that kept it from running (a file it cannot read, the
+    /// config, the issuer's CA, AWS).
+    pub fn exit_code(&self) -> u8 {
+        use valet_broker::apply::{ApplyError, EXIT_ERROR, EXIT_REFUSED};
+        match self {
+            CliError::Run(RunError::Apply(ApplyError::Read { .. })) => EXIT_ERROR,
+            CliError::Run(RunError::Apply(_)) => EXIT_REFUSED,
+            _ => EXIT_ERROR,
+        }
+    }
+}
+
 impl ConfigArgs {
     /// The config file with flags applied on top, validated.
     pub fn resolve(&self) -> Result<BrokerConfig, CliError> {
