@@ -83,6 +83,11 @@ fn every_manifest_file_is_typed_and_part_of_an_overlay() -> anyhow::Result<()> {
             if let Err(e) = k8s::typed::check(&doc) {
                 panic!("{}: {}: {e}", file.display(), id(&doc));
             }
+            // A component's own objects are added by the component (its
+            // test renders it), not by an overlay.
+            if file.starts_with(root.join("components")) {
+                continue;
+            }
             assert!(
                 used.contains(&id(&doc)),
                 "{} ({}) is in no overlay",
@@ -565,6 +570,198 @@ fn no_role_mints_tokens_or_writes_policies() -> anyhow::Result<()> {
                 .any(|(_, r, v)| r == "bucketaccesspolicies" && v.iter().any(|v| v == "watch")),
             "{what}: the broker must watch BucketAccessPolicies"
         );
+    }
+    Ok(())
+}
+
+/// What each NetworkPolicy in `docs` lets in, as `component port <- peers`,
+/// after checking that it selects the pods of exactly one Deployment and
+/// names a port those pods declare.
+fn network_policies(docs: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for np in k8s::of_kind(docs, "NetworkPolicy") {
+        let selector = np["spec"]["podSelector"]["matchLabels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!selector.is_empty(), "{}: selects every pod", id(np));
+        let selected: Vec<&Value> = k8s::of_kind(docs, "Deployment")
+            .into_iter()
+            .filter(|d| {
+                let labels = &d["spec"]["template"]["metadata"]["labels"];
+                selector.iter().all(|(k, v)| &labels[k] == v)
+            })
+            .collect();
+        assert_eq!(
+            selected.len(),
+            1,
+            "{} selects {} Deployments",
+            id(np),
+            selected.len()
+        );
+        let pod = selected[0];
+        let component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+            .as_str()
+            .unwrap_or("?");
+        let declared: Vec<&str> = pod["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(
+            checks::strs(&np["spec"]["policyTypes"]),
+            ["Ingress"],
+            "{}",
+            id(np)
+        );
+        for rule in np["spec"]["ingress"].as_array().into_iter().flatten() {
+            let from = rule["from"].as_array().cloned().unwrap_or_default();
+            assert!(!from.is_empty(), "{}: a rule open to everyone", id(np));
+            for port in rule["ports"].as_array().into_iter().flatten() {
+                let name = port["port"].as_str().unwrap_or("?");
+                assert!(
+                    declared.contains(&name),
+                    "{}: port {name} not declared by the pod",
+                    id(np)
+                );
+                out.push(format!(
+                    "{component} {name} <- {}",
+                    Value::Array(from.clone())
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const PROMETHEUS: &str = r#"[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}},"podSelector":{"matchLabels":{"app.kubernetes.io/name":"prometheus"}}}]"#;
+
+#[test]
+fn chart_network_policy_is_opt_in_and_admits_only_the_api_server_and_prometheus() {
+    assert!(
+        network_policies(&helm(json!({}))).is_empty(),
+        "on by default"
+    );
+    let values = json!({"networkPolicy": {"enabled": true,
+        "apiServer": [{"ipBlock": {"cidr": "10.42.0.0/16"}}]}});
+    let docs = helm(values.clone());
+    assert_clean(
+        &format!("chart with {values}"),
+        checks::all(&docs, NAMESPACE),
+    );
+    assert_eq!(
+        network_policies(&docs),
+        [
+            format!("broker metrics <- {PROMETHEUS}"),
+            r#"webhook https <- [{"ipBlock":{"cidr":"10.42.0.0/16"}}]"#.to_string(),
+            format!("webhook metrics <- {PROMETHEUS}"),
+        ]
+    );
+    // Peers and the Prometheus selector are the operator's; without the broker, no broker policy.
+    let docs = helm(
+        json!({"broker": {"enabled": false}, "networkPolicy": {"enabled": true,
+        "apiServer": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+        "prometheus": [{"ipBlock": {"cidr": "10.9.0.0/24"}}]}}),
+    );
+    assert_eq!(
+        network_policies(&docs),
+        [
+            r#"webhook https <- [{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"kube-system"}}}]"#,
+            r#"webhook metrics <- [{"ipBlock":{"cidr":"10.9.0.0/24"}}]"#,
+        ]
+    );
+    // Enabled without the API server's address would cut the API server off: refused, saying what to set.
+    let err = render::helm(&chart(), &json!({"networkPolicy": {"enabled": true}}))
+        .expect_err("enabled without apiServer");
+    assert!(
+        format!("{err:#}").contains("networkPolicy.apiServer"),
+        "{err:#}"
+    );
+    let err = render::helm(
+        &chart(),
+        &json!({"webhook": {"hostNetwork": true},
+        "networkPolicy": {"enabled": true, "apiServer": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}}),
+    )
+    .expect_err("hostNetwork");
+    assert!(
+        format!("{err:#}").contains("webhook.hostNetwork"),
+        "{err:#}"
+    );
+    for typo in [
+        json!({"networkPolicy": {"enable": true}}),
+        json!({"networkPolicy": {"apiServer": [{"ipblock": {"cidr": "10.0.0.0/8"}}]}}),
+        json!({"networkPolicy": {"apiServer": [{"ipBlock": {"cidr": "10.0.0.0"}}]}}),
+        json!({"networkPolicy": {"apiServer": [{}]}}),
+    ] {
+        let refused = render::helm_script("schema", &chart(), &typo);
+        assert!(refused.is_err(), "values.schema.json accepted {typo}");
+    }
+}
+
+/// The network-policy component on the full overlay, built by the real
+/// kustomize (kubectl) as a user's overlay would use it.
+#[test]
+fn kustomize_network_policy_component_admits_only_the_api_server_and_prometheus()
+-> anyhow::Result<()> {
+    let root = k8s::repo_root();
+    let component = root.join("manifests/components/network-policy");
+    let k: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(
+        component.join("kustomization.yaml"),
+    )?)?;
+    assert_eq!(k["kind"], "Component");
+    // Our reading: the overlay plus the component's resources.
+    let mut ours = overlay("full")?;
+    for resource in k["resources"].as_array().into_iter().flatten() {
+        let path = component.join(resource.as_str().unwrap_or(""));
+        ours.extend(render::documents(
+            &std::fs::read_to_string(&path)?,
+            &path.display().to_string(),
+        )?);
+    }
+    assert_clean("full + network-policy", checks::all(&ours, NAMESPACE));
+    let expected = [
+        format!("broker metrics <- {PROMETHEUS}"),
+        r#"webhook https <- [{"ipBlock":{"cidr":"10.0.0.0/16"}}]"#.to_string(),
+        format!("webhook metrics <- {PROMETHEUS}"),
+    ];
+    assert_eq!(network_policies(&ours), expected);
+
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("overlay"))?;
+    // kustomize takes relative paths only: up to / from the overlay, then down.
+    let overlay_dir = dir.path().join("overlay").canonicalize()?;
+    let up = "../".repeat(overlay_dir.components().count() - 1);
+    let root = root.canonicalize()?;
+    let rel = |p: &str| {
+        format!(
+            "{up}{}/{p}",
+            root.display().to_string().trim_start_matches('/')
+        )
+    };
+    std::fs::write(
+        overlay_dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\npatches:\n  - target: {{kind: NetworkPolicy, name: storage-valet-webhook}}\n    patch: |-\n      - op: replace\n        path: /spec/ingress/0/from/0/ipBlock/cidr\n        value: 192.168.0.0/16\n",
+            rel("manifests/overlays/full"),
+            rel("manifests/components/network-policy"),
+        ),
+    )?;
+    match render::kubectl_kustomize(&overlay_dir) {
+        Some(real) => {
+            let real = real?;
+            assert_clean(
+                "kubectl kustomize full + network-policy",
+                checks::all(&real, NAMESPACE),
+            );
+            // The README's patch sets the CIDR; the rest is as shipped.
+            let mut want = expected.to_vec();
+            want[1] = want[1].replace("10.0.0.0/16", "192.168.0.0/16");
+            assert_eq!(network_policies(&real), want);
+        }
+        None => println!("note: kubectl not installed; the component was read by the test itself"),
     }
     Ok(())
 }
