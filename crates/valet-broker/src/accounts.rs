@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
+use valet_buckets::probe::CallProbe;
+use valet_buckets::s3::S3;
 use valet_trust::aws::AwsClients;
 
 use crate::config::BrokerConfig;
@@ -56,6 +58,9 @@ pub struct Accounts {
     cfg: Arc<BrokerConfig>,
     probe: Arc<IamProbe>,
     cache: Mutex<HashMap<String, Arc<AccountClients>>>,
+    s3_probe: Arc<CallProbe>,
+    /// (account, region) -> S3 client: S3 signs per region.
+    s3_cache: Mutex<HashMap<(String, String), S3>>,
 }
 
 impl Accounts {
@@ -66,7 +71,33 @@ impl Accounts {
             cfg,
             probe,
             cache: Mutex::new(HashMap::new()),
+            s3_probe: Arc::new(CallProbe::default()),
+            s3_cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts every S3 operation made through [`Accounts::s3`].
+    pub fn s3_probe(&self) -> &Arc<CallProbe> {
+        &self.s3_probe
+    }
+
+    /// S3 acting in `account` (proved like IAM) for buckets in `region`.
+    pub async fn s3(&self, account: &str, region: &str) -> Result<S3, AccountError> {
+        let key = (account.to_string(), region.to_string());
+        if let Some(s3) = self.s3_cache.lock().await.get(&key) {
+            return Ok(s3.clone());
+        }
+        let clients = self.get(account).await?;
+        let builder = aws_sdk_s3::config::Builder::from(clients.aws.sdk_config())
+            .region(aws_sdk_s3::config::Region::new(region.to_string()))
+            .retry_config(crate::iam::retry_config(&self.cfg.retry));
+        let s3 = S3::new(
+            builder,
+            self.cfg.endpoints.s3.as_deref(),
+            self.s3_probe.clone(),
+        );
+        self.s3_cache.lock().await.insert(key, s3.clone());
+        Ok(s3)
     }
 
     pub fn config(&self) -> &BrokerConfig {

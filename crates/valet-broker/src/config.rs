@@ -76,6 +76,9 @@ pub struct Endpoints {
     pub iam: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sts: Option<String>,
+    /// S3 endpoint for claimed buckets (path-style addressing when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<String>,
 }
 
 /// The SDK's standard retry strategy (exponential backoff with full jitter).

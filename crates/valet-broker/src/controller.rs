@@ -16,7 +16,10 @@ use valet_trust::OidcHttp;
 use valet_trust::aws::{AwsClients, AwsConfig};
 
 use crate::access_policy::BucketAccessPolicy;
+use valet_buckets::crd::{BucketClaim, BucketClass};
+
 use crate::accounts::Accounts;
+use crate::claims::{claim_error_policy, reconcile_claim};
 use crate::config::BrokerConfig;
 use crate::crd::BucketAccess;
 use crate::iam::IamProbe;
@@ -184,12 +187,58 @@ async fn keep_lease(lock: &LeaseLock) {
     }
 }
 
-/// The controller itself (no Lease): every BucketAccess, plus the
+/// The controllers themselves (no Lease): BucketClaims, and every BucketAccess, plus the
 /// ServiceAccounts they annotate (an edited annotation is repaired at once),
 /// the BucketAccessPolicies (any change re-judges every BucketAccess) and
 /// the Namespaces (relabelling re-judges the namespace's BucketAccesses), so
 /// a grant no longer allowed is revoked at once, not at the next resync.
 pub async fn run(ctx: Arc<Ctx>) {
+    futures::join!(run_access(ctx.clone()), run_claims(ctx));
+}
+
+/// Every BucketClaim, plus the BucketClasses (any change re-judges every
+/// claim) and the Namespaces (relabelling re-judges who may claim there).
+async fn run_claims(ctx: Arc<Ctx>) {
+    let client = ctx.client.clone();
+    let concurrency = ctx.cfg.concurrency;
+    let claims: Api<BucketClaim> = Api::all(client.clone());
+    let classes: Api<BucketClass> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client);
+    let controller = Controller::new(claims, watcher::Config::default());
+    let every = controller.store();
+    let in_namespace = controller.store();
+    controller
+        .watches(classes, watcher::Config::default(), move |_| {
+            every
+                .state()
+                .into_iter()
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
+        .watches(
+            namespaces,
+            watcher::Config::default(),
+            move |ns: Namespace| {
+                let name = ns.name_any();
+                in_namespace
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace().as_deref() == Some(name.as_str()))
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .run(reconcile_claim, claim_error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(error) = res {
+                warn!(%error, "claim reconcile error");
+            }
+        })
+        .await;
+}
+
+async fn run_access(ctx: Arc<Ctx>) {
     let client = ctx.client.clone();
     let concurrency = ctx.cfg.concurrency;
     let bas: Api<BucketAccess> = Api::all(client.clone());

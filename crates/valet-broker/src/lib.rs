@@ -9,6 +9,7 @@
 pub mod access_policy;
 pub mod accounts;
 pub mod apply;
+pub mod claims;
 pub mod config;
 pub mod controller;
 pub mod crd;

@@ -25,7 +25,7 @@ pub const FINALIZER: &str = "storage-valet.dev/cleanup";
 /// The trust gate's reason for a missing or wrong IAM OIDC provider.
 const PROVIDER_INVALID: &str = "OidcProviderInvalid";
 /// Requeue after a failure a retry can fix (throttling, endpoint down).
-const RETRY_AFTER: Duration = Duration::from_secs(20);
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(20);
 
 /// Shared by every reconcile.
 pub struct Ctx {
@@ -78,21 +78,21 @@ async fn reconcile_inner(ba: Arc<BucketAccess>, ctx: &Ctx) -> Result<Action, Err
 /// with a JSON patch `test` of a missing path against `null`, which some
 /// API server implementations reject; a `test` of the resourceVersion
 /// gives the same protection against a concurrent writer.
-async fn ensure_first_finalizer(
-    api: &Api<BucketAccess>,
-    ba: Arc<BucketAccess>,
-) -> Result<Arc<BucketAccess>, Error> {
-    if ba.metadata.deletion_timestamp.is_some() || !ba.finalizers().is_empty() {
-        return Ok(ba);
+pub(crate) async fn ensure_first_finalizer<K>(api: &Api<K>, obj: Arc<K>) -> Result<Arc<K>, Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if obj.meta().deletion_timestamp.is_some() || !obj.finalizers().is_empty() {
+        return Ok(obj);
     }
     let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": "/metadata/resourceVersion", "value": ba.resource_version()},
+        {"op": "test", "path": "/metadata/resourceVersion", "value": obj.resource_version()},
         {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
     ]))
     .map_err(|e| Error::Retry(e.to_string()))?;
     let updated = api
         .patch(
-            &ba.name_any(),
+            &obj.name_any(),
             &PatchParams::default(),
             &Patch::Json::<()>(patch),
         )
@@ -107,7 +107,7 @@ pub fn error_policy(ba: Arc<BucketAccess>, err: &Error, _: Arc<Ctx>) -> Action {
 }
 
 /// RFC 3339 to the second, as Kubernetes writes `metav1.Time`.
-fn now() -> String {
+pub(crate) fn now() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
@@ -116,11 +116,11 @@ fn now() -> String {
 /// The resync period plus up to a fifth more, fixed per object: objects
 /// created together (a GitOps sync) do not all hit IAM in the same second
 /// of every period.
-fn resync_after(ba: &BucketAccess, base: u64) -> Duration {
+pub(crate) fn resync_after<K: Resource>(obj: &K, base: u64) -> Duration {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    ba.metadata.uid.as_deref().unwrap_or_default().hash(&mut h);
-    ba.name_any().hash(&mut h);
+    obj.meta().uid.as_deref().unwrap_or_default().hash(&mut h);
+    obj.name_any().hash(&mut h);
     let spread = (base / 5).max(1);
     Duration::from_secs(base + h.finish() % spread)
 }
@@ -399,9 +399,9 @@ async fn publish_status(
 }
 
 /// Events are best effort: a failed Event must not fail the reconcile.
-pub(crate) async fn event(
+pub(crate) async fn event<K: Resource<DynamicType = ()>>(
     ctx: &Ctx,
-    ba: &BucketAccess,
+    obj: &K,
     type_: EventType,
     reason: &str,
     note: String,
@@ -413,8 +413,8 @@ pub(crate) async fn event(
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&ev, &ba.object_ref(&())).await {
-        warn!(%error, name = %ba.name_any(), reason, "cannot publish Event");
+    if let Err(error) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        warn!(%error, name = %obj.name_any(), reason, "cannot publish Event");
     }
 }
 

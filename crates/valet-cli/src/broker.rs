@@ -64,6 +64,9 @@ pub struct ConfigArgs {
     /// STS endpoint URL instead of AWS's (tests point it at moto).
     #[arg(long, env = "VALET_STS_ENDPOINT")]
     pub sts_endpoint: Option<String>,
+    /// S3 endpoint URL instead of AWS's, for BucketClaims (tests point it at moto).
+    #[arg(long, env = "VALET_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
     /// Create the IAM OIDC provider in bucket accounts that lack it.
     #[arg(long, env = "VALET_CREATE_OIDC_PROVIDER")]
     pub create_oidc_provider: bool,
@@ -188,6 +191,7 @@ impl ConfigArgs {
             .or(cfg.default_bucket_account);
         cfg.endpoints.iam = self.iam_endpoint.clone().or(cfg.endpoints.iam);
         cfg.endpoints.sts = self.sts_endpoint.clone().or(cfg.endpoints.sts);
+        cfg.endpoints.s3 = self.s3_endpoint.clone().or(cfg.endpoints.s3);
         cfg.create_oidc_provider |= self.create_oidc_provider;
         cfg.validate()?;
         Ok(cfg)

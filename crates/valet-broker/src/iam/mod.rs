@@ -105,6 +105,14 @@ pub struct Iam {
     probe: Arc<IamProbe>,
 }
 
+/// The SDK's standard retry strategy with the broker's settings (IAM and S3).
+pub fn retry_config(retry: &RetrySettings) -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(retry.max_attempts.max(1))
+        .with_initial_backoff(Duration::from_millis(retry.initial_backoff_ms))
+        .with_max_backoff(Duration::from_millis(retry.max_backoff_ms))
+}
+
 impl Iam {
     /// Wraps a client config: adds the probe and the retry strategy.
     pub fn new(
@@ -112,12 +120,8 @@ impl Iam {
         retry: &RetrySettings,
         probe: Arc<IamProbe>,
     ) -> Iam {
-        let retry = RetryConfig::standard()
-            .with_max_attempts(retry.max_attempts.max(1))
-            .with_initial_backoff(Duration::from_millis(retry.initial_backoff_ms))
-            .with_max_backoff(Duration::from_millis(retry.max_backoff_ms));
         let conf = builder
-            .retry_config(retry)
+            .retry_config(retry_config(retry))
             .interceptor(ProbeInterceptor(probe.clone()))
             .build();
         Iam {

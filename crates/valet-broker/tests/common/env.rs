@@ -80,6 +80,21 @@ impl Env {
             "BucketAccessPolicy",
             "bucketaccesspolicies",
         ));
+        api.register(ResourceDef::cluster(
+            "storage-valet.dev",
+            "v1alpha1",
+            "BucketClass",
+            "bucketclasses",
+        ));
+        api.register(
+            ResourceDef::namespaced(
+                "storage-valet.dev",
+                "v1alpha1",
+                "BucketClaim",
+                "bucketclaims",
+            )
+            .with_status(),
+        );
         // Tests of provisioning run under a policy that allows everything;
         // the guardrail tests delete it and write their own.
         let allow_all: valet_broker::access_policy::BucketAccessPolicySpec =
@@ -114,6 +129,7 @@ impl Env {
         );
         cfg.endpoints.iam = Some(moto().endpoint());
         cfg.endpoints.sts = Some(moto().endpoint());
+        cfg.endpoints.s3 = Some(moto().endpoint());
         tweak(&mut cfg);
         cfg.validate().expect("valid test config");
         let aws = AwsClients::load(&base_aws_config(

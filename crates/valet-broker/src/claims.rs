@@ -1,0 +1,307 @@
+//! Reconciling one BucketClaim: who may claim (the class's namespaces and
+//! selector, deny by default), the bucket made or repaired in the class's
+//! bucket account through the provisioning role, status and Events; on
+//! deletion, the class's `deletionPolicy` behind a finalizer.
+//!
+//! The decision (`resolve`) and the S3 pass (`reconcile_bucket`) live in
+//! `valet-buckets` and are shared with `valet broker apply`; this module
+//! adds only the Kubernetes side.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, finalizer};
+use serde_json::json;
+use tracing::{info, warn};
+use valet_buckets::class::{ClassError, ValidClass};
+use valet_buckets::crd::{BucketClaim, BucketClaimStatus, BucketClass, DeletionPolicy};
+use valet_buckets::desired::{DesiredBucket, partition, tls_only_policy};
+use valet_buckets::reconcile::{Released, reconcile_bucket, release_bucket};
+use valet_buckets::resolve::{Defaults, resolve, valid_classes};
+use valet_buckets::s3::{DeleteError, Deleted};
+use valet_buckets::status::{Outcome, PROVISIONED, READY, claim_status};
+
+use crate::config::BrokerConfig;
+use crate::reconcile::{
+    Ctx, Error, FINALIZER, RETRY_AFTER, ensure_first_finalizer, event, now, resync_after,
+};
+
+type Classes = BTreeMap<String, Result<ValidClass, ClassError>>;
+
+/// Entry point for the claim controller.
+pub async fn reconcile_claim(claim: Arc<BucketClaim>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let ns = claim.namespace().unwrap_or_default();
+    let api: Api<BucketClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let claim = ensure_first_finalizer(&api, claim).await?;
+    finalizer(&api, FINALIZER, claim, |event| async {
+        match event {
+            finalizer::Event::Apply(c) => apply(&c, &ctx).await,
+            finalizer::Event::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Errors already became conditions; wait and retry.
+pub fn claim_error_policy(claim: Arc<BucketClaim>, err: &Error, _: Arc<Ctx>) -> Action {
+    warn!(ns = %claim.namespace().unwrap_or_default(), name = %claim.name_any(), error = %err, "claim reconcile failed; retrying");
+    Action::requeue(RETRY_AFTER)
+}
+
+/// The broker's defaults for a claim's class: its default bucket account,
+/// and the region configured for the account the bucket will be in.
+pub fn defaults_for(cfg: &BrokerConfig, classes: &Classes, claim: &BucketClaim) -> Defaults {
+    let account = classes
+        .get(&claim.spec.bucket_class_name)
+        .and_then(|c| c.as_ref().ok())
+        .and_then(|c| c.bucket_account.clone())
+        .or_else(|| cfg.default_bucket_account.clone());
+    let region = account
+        .as_deref()
+        .map(|a| cfg.bucket_region(a))
+        .unwrap_or(&cfg.region);
+    Defaults {
+        cluster: cfg.cluster_name.clone(),
+        bucket_account: cfg.default_bucket_account.clone(),
+        region: region.to_string(),
+    }
+}
+
+/// A bucket keeps the name it was made with: a later change of the class's
+/// template must not make the claim a second bucket.
+pub fn keep_provisioned_name(desired: &mut DesiredBucket, status: Option<&BucketClaimStatus>) {
+    let Some(status) = status else { return };
+    let provisioned = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == PROVISIONED && c.status == "True");
+    let Some(name) = status.bucket_name.as_ref().filter(|_| provisioned) else {
+        return;
+    };
+    if *name == desired.name {
+        return;
+    }
+    desired.name.clone_from(name);
+    desired.arn = format!("arn:{}:s3:::{name}", partition(&desired.region));
+    desired.settings.policy = Some(tls_only_policy(&desired.arn));
+}
+
+async fn classes(ctx: &Ctx) -> Result<Classes, Error> {
+    let list = Api::<BucketClass>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    Ok(valid_classes(&list))
+}
+
+async fn apply(claim: &BucketClaim, ctx: &Ctx) -> Result<Action, Error> {
+    let ns = claim.namespace().unwrap_or_default();
+    let resync = Action::requeue(resync_after(claim, ctx.cfg.resync_seconds));
+    // Read at each reconcile, not from a watch cache: who may claim must
+    // not be decided on a stale copy (the watches only trigger the reconcile).
+    let classes = classes(ctx).await?;
+    let labels = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(&ns)
+        .await?
+        .and_then(|n| n.metadata.labels)
+        .unwrap_or_default();
+    let defaults = defaults_for(&ctx.cfg, &classes, claim);
+    let (outcome, next) = match resolve(claim, &classes, &labels, &defaults) {
+        Err(e) => {
+            let outcome = Outcome::Failed {
+                bucket: None,
+                reason: e.reason().to_string(),
+                message: e.to_string(),
+            };
+            // Refused or misconfigured: the class, the namespace's labels or
+            // the claim must change first (all three are watched).
+            (outcome, resync)
+        }
+        Ok(mut desired) => {
+            keep_provisioned_name(&mut desired, claim.status.as_ref());
+            match ctx.accounts.s3(&desired.account, &desired.region).await {
+                Err(e) => {
+                    let outcome = Outcome::Failed {
+                        bucket: Some(desired),
+                        reason: e.reason().to_string(),
+                        message: e.to_string(),
+                    };
+                    (outcome, Action::requeue(RETRY_AFTER))
+                }
+                Ok(s3) => {
+                    let outcome = reconcile_bucket(&s3, &desired).await;
+                    let transient = matches!(&outcome, Outcome::Failed { reason, .. }
+                        if reason == "S3Throttled" || reason == "S3Unreachable");
+                    (
+                        outcome,
+                        if transient {
+                            Action::requeue(RETRY_AFTER)
+                        } else {
+                            resync
+                        },
+                    )
+                }
+            }
+        }
+    };
+    announce(claim, ctx, &outcome).await;
+    let status = claim_status(
+        claim.status.as_ref(),
+        &outcome,
+        claim.metadata.generation,
+        &now(),
+    );
+    publish(claim, ctx, &status).await?;
+    Ok(next)
+}
+
+/// One Event per change: created, repaired (naming the settings), or a
+/// failure whose reason is new (not one per retry).
+async fn announce(claim: &BucketClaim, ctx: &Ctx, outcome: &Outcome) {
+    let ns = claim.namespace().unwrap_or_default();
+    let name = claim.name_any();
+    match outcome {
+        Outcome::Provisioned {
+            bucket, created, ..
+        } if *created => {
+            info!(%ns, %name, bucket = %bucket.name, account = %bucket.account, "bucket created");
+            let note = format!(
+                "created bucket {} in account {} ({}) with the class's settings",
+                bucket.name, bucket.account, bucket.region
+            );
+            event(ctx, claim, EventType::Normal, "BucketCreated", note).await;
+        }
+        Outcome::Provisioned {
+            bucket, repaired, ..
+        } if !repaired.is_empty() => {
+            info!(%ns, %name, bucket = %bucket.name, ?repaired, "bucket drift repaired");
+            let note = format!(
+                "bucket {} had drifted; restored: {}",
+                bucket.name,
+                repaired.join(", ")
+            );
+            event(ctx, claim, EventType::Warning, "DriftRepaired", note).await;
+        }
+        Outcome::Provisioned { .. } => {}
+        Outcome::Failed {
+            reason, message, ..
+        } => {
+            let was = claim
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
+            if was.is_none_or(|c| c.reason != *reason) {
+                event(ctx, claim, EventType::Warning, reason, message.clone()).await;
+            }
+        }
+    }
+}
+
+/// Writes status only when it differs (steady state writes nothing).
+async fn publish(claim: &BucketClaim, ctx: &Ctx, next: &BucketClaimStatus) -> Result<(), Error> {
+    if claim.status.as_ref() == Some(next) {
+        return Ok(());
+    }
+    let api: Api<BucketClaim> =
+        Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    api.patch_status(
+        &claim.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": next})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Honours the class's `deletionPolicy`. Returning `Ok` removes the
+/// finalizer; an error keeps it (and the claim) until the next attempt.
+async fn cleanup(claim: &BucketClaim, ctx: &Ctx) -> Result<Action, Error> {
+    let Some(bucket) = claim.status.as_ref().and_then(|s| s.bucket_name.clone()) else {
+        // Nothing was ever made for this claim.
+        return Ok(Action::await_change());
+    };
+    let ns = claim.namespace().unwrap_or_default();
+    let name = claim.name_any();
+    let classes = classes(ctx).await?;
+    let class_name = &claim.spec.bucket_class_name;
+    let class = match classes.get(class_name) {
+        Some(Ok(c)) => c,
+        _ => {
+            let note = format!(
+                "BucketClass {class_name} is gone or invalid, so its deletionPolicy is unknown: bucket {bucket} is retained"
+            );
+            event(ctx, claim, EventType::Warning, "BucketRetained", note).await;
+            return Ok(Action::await_change());
+        }
+    };
+    if class.deletion_policy == DeletionPolicy::Retain {
+        let note = format!("deletionPolicy Retain: bucket {bucket} stays (only the claim goes)");
+        event(ctx, claim, EventType::Normal, "BucketRetained", note).await;
+        return Ok(Action::await_change());
+    }
+    let defaults = defaults_for(&ctx.cfg, &classes, claim);
+    let Some(account) = class
+        .bucket_account
+        .clone()
+        .or(defaults.bucket_account.clone())
+    else {
+        let note =
+            format!("no bucket account for BucketClass {class_name}: bucket {bucket} is retained");
+        event(ctx, claim, EventType::Warning, "BucketRetained", note).await;
+        return Ok(Action::await_change());
+    };
+    let region = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.region.clone())
+        .unwrap_or(defaults.region);
+    let mut desired = DesiredBucket::new(class, &defaults.cluster, &ns, &name, &account, &region);
+    keep_provisioned_name(&mut desired, claim.status.as_ref());
+    let s3 = ctx
+        .accounts
+        .s3(&account, &region)
+        .await
+        .map_err(|e| Error::Retry(e.to_string()))?;
+    match release_bucket(&s3, &desired, DeletionPolicy::Delete).await {
+        Ok(Released::Deleted(Deleted::Removed)) => {
+            info!(%ns, %name, bucket = %desired.name, "bucket deleted");
+            let note = format!(
+                "deletionPolicy Delete: deleted empty bucket {}",
+                desired.name
+            );
+            event(ctx, claim, EventType::Normal, "BucketDeleted", note).await;
+            Ok(Action::await_change())
+        }
+        Ok(_) => Ok(Action::await_change()),
+        // Not ours: never touched, and no reason to keep the claim.
+        Err(e @ DeleteError::NotOwned { .. }) => {
+            event(ctx, claim, EventType::Warning, e.reason(), e.to_string()).await;
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            let reason = e.reason();
+            let message = e.to_string();
+            let mut status = claim.status.clone().unwrap_or_default();
+            let now = now();
+            for c in status.conditions.iter_mut().filter(|c| c.type_ == READY) {
+                if c.reason != reason {
+                    c.last_transition_time.clone_from(&now);
+                }
+                c.status = "False".into();
+                c.reason = reason.into();
+                c.message = format!("the claim is being deleted and its bucket is kept: {message}");
+            }
+            if claim.status.as_ref() != Some(&status) {
+                event(ctx, claim, EventType::Warning, reason, message.clone()).await;
+                publish(claim, ctx, &status).await?;
+            }
+            Err(Error::Retry(message))
+        }
+    }
+}
