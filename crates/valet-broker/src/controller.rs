@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::ResourceExt;
@@ -129,60 +131,106 @@ pub async fn discover_issuer(client: &kube::Client) -> Result<String, String> {
 }
 
 /// Runs the controller until `shutdown` resolves. Reconciles nothing unless
-/// this replica holds the Lease; stops reconciling as soon as it loses it.
+/// this replica holds the Lease; stops reconciling as soon as it loses it,
+/// or cannot renew it within the renew deadline.
 pub async fn run_with_lease(
     ctx: Arc<Ctx>,
     lock: LeaseLock,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let health = &ctx.metrics.health;
+    health.set_election_period(lock.duration());
     loop {
         // Follower: retry until the Lease is ours.
-        loop {
-            match lock.try_acquire().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(error) => warn!(%error, "cannot read the lease; retrying"),
+        let acquired_at = loop {
+            let attempt = Instant::now();
+            match tokio::time::timeout(lock.renew_deadline(), lock.try_acquire()).await {
+                Ok(Ok(true)) => {
+                    health.beat(true);
+                    break attempt;
+                }
+                Ok(Ok(false)) => health.beat(true),
+                Ok(Err(error)) => {
+                    health.beat(false);
+                    warn!(%error, "cannot read the lease; retrying");
+                }
+                Err(_) => {
+                    health.beat(false);
+                    warn!(timeout = ?lock.renew_deadline(), "the lease API did not answer; retrying");
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(lock.renew_interval()) => {}
             }
-        }
+        };
         info!(identity = %lock.identity(), "leading: reconciling BucketAccess objects");
         ctx.metrics.leader.set(1);
+        health.set_leading(true);
         let controller = run(ctx.clone());
         tokio::pin!(controller);
-        let renew = keep_lease(&lock);
+        let renew = keep_lease(&lock, acquired_at, health);
         tokio::pin!(renew);
         tokio::select! {
             _ = &mut shutdown => {
                 ctx.metrics.leader.set(0);
-                if let Err(error) = lock.release().await {
-                    warn!(%error, "cannot release the lease");
+                health.set_leading(false);
+                match tokio::time::timeout(lock.renew_deadline(), lock.release()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => warn!(%error, "cannot release the lease"),
+                    Err(_) => warn!("cannot release the lease: the API did not answer"),
                 }
                 return;
             }
-            _ = &mut renew => {
+            reason = &mut renew => {
+                // Dropping the controller here cancels every reconcile in flight.
                 ctx.metrics.leader.set(0);
-                warn!(identity = %lock.identity(), "lost the lease: stopped reconciling");
+                health.set_leading(false);
+                warn!(identity = %lock.identity(), reason, "stepped down: stopped reconciling");
             }
             _ = &mut controller => return,
         }
     }
 }
 
-/// Renews until a renewal fails or is refused.
-async fn keep_lease(lock: &LeaseLock) {
+/// Renews until the Lease is refused or not renewed within the renew
+/// deadline; returns why. A failed renewal is retried until the deadline:
+/// one API error is not a lost Lease, a renewal not done in time is.
+async fn keep_lease(
+    lock: &LeaseLock,
+    mut renewed_at: Instant,
+    health: &crate::health::Health,
+) -> &'static str {
+    const LATE: &str = "the lease was not renewed within the renew deadline";
     loop {
-        tokio::time::sleep(lock.renew_interval()).await;
-        match lock.try_acquire().await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => {
-                warn!(%error, "lease renewal failed");
-                return;
+        tokio::time::sleep_until(renewed_at + lock.renew_interval()).await;
+        loop {
+            let deadline = renewed_at + lock.renew_deadline();
+            let attempt = Instant::now();
+            if attempt >= deadline {
+                return LATE;
             }
+            match tokio::time::timeout_at(deadline, lock.try_acquire()).await {
+                Ok(Ok(true)) => {
+                    health.beat(true);
+                    renewed_at = attempt;
+                    break;
+                }
+                Ok(Ok(false)) => {
+                    health.beat(true);
+                    return "another replica holds the lease";
+                }
+                Ok(Err(error)) => {
+                    health.beat(false);
+                    warn!(%error, "lease renewal failed; retrying within the renew deadline");
+                }
+                Err(_) => {
+                    health.beat(false);
+                    return LATE;
+                }
+            }
+            tokio::time::sleep_until((Instant::now() + lock.retry_period()).min(deadline)).await;
         }
     }
 }
@@ -246,9 +294,10 @@ async fn run_access(ctx: Arc<Ctx>) {
     let policies: Api<BucketAccessPolicy> = Api::all(client.clone());
     let namespaces: Api<Namespace> = Api::all(client);
     let controller = Controller::new(bas, watcher::Config::default());
+    let synced = controller.store();
     let every = controller.store();
     let in_namespace = controller.store();
-    controller
+    let work = controller
         .watches(policies, watcher::Config::default(), move |_| {
             every
                 .state()
@@ -275,11 +324,20 @@ async fn run_access(ctx: Arc<Ctx>) {
             Some(ObjectRef::<BucketAccess>::new(owner).within(&ns))
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {
             if let Err(error) = res {
                 warn!(%error, "reconcile error");
             }
-        })
-        .await;
+        });
+    let ready = async {
+        if synced.wait_until_ready().await.is_ok() {
+            ctx.metrics.health.set_synced();
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = ready => {}
+    }
 }

@@ -4,6 +4,12 @@
 //! Updates go through `replace` with the Lease's resourceVersion: two
 //! replicas racing for an expired Lease both read it, only one write wins
 //! (the other gets 409 Conflict and stays a follower).
+//!
+//! A leader that cannot renew within the renew deadline (two thirds of the
+//! Lease, as client-go's 10 s of 15 s) steps down: the deadline counts from
+//! the start of its last successful renewal, whose renewTime the other
+//! replicas add the whole Lease to, so it has stopped reconciling a third
+//! of a Lease before any other replica may take over.
 
 use std::time::Duration;
 
@@ -43,6 +49,22 @@ impl LeaseLock {
     /// How often a leader renews (and a follower retries): a third of the lease.
     pub fn renew_interval(&self) -> Duration {
         self.duration / 3
+    }
+
+    /// The Lease's duration.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// A leader not renewed this long after its last successful renewal
+    /// began steps down: two thirds of the Lease.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    /// Pause between renewal attempts that failed (within the deadline).
+    pub fn retry_period(&self) -> Duration {
+        (self.duration / 15).max(Duration::from_millis(100))
     }
 
     /// Takes or renews the Lease. `Ok(false)`: another replica holds it.

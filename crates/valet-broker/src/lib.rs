@@ -14,6 +14,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod guard;
+pub mod health;
 pub mod iam;
 pub mod iam_policy;
 pub mod lease;

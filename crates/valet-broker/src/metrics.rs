@@ -32,6 +32,9 @@ pub struct Metrics {
     /// 1 while this replica holds the Lease.
     pub leader: Gauge,
     pub registry: Registry,
+    /// What /healthz and /readyz report (kept here: everything that
+    /// observes the controller shares this one Arc).
+    pub health: crate::health::Health,
 }
 
 /// IAM operations read from the probe at scrape time.
@@ -96,6 +99,7 @@ impl Metrics {
             reconcile_duration,
             leader,
             registry,
+            health: crate::health::Health::default(),
         }
     }
 
@@ -111,21 +115,34 @@ struct AdminState {
     metrics: Arc<Metrics>,
 }
 
-/// Serves the admin port until `shutdown`. Liveness and readiness are
-/// process-level: a follower is ready too (it is a warm standby).
+/// Serves the admin port until `shutdown`. `/healthz` and `/readyz` answer
+/// 503 with the reason when [`crate::health::Health`] says so.
 pub async fn serve_admin(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(|State(s): State<AdminState>| async move { probe(s.metrics.health.liveness()) }),
+        )
+        .route(
+            "/readyz",
+            get(|State(s): State<AdminState>| async move { probe(s.metrics.health.readiness()) }),
+        )
         .route("/metrics", get(scrape))
         .with_state(AdminState { metrics });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+fn probe(result: Result<(), String>) -> (StatusCode, String) {
+    match result {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why + "\n"),
+    }
 }
 
 async fn scrape(State(s): State<AdminState>) -> impl IntoResponse {

@@ -50,6 +50,11 @@ pub enum Error {
 /// Entry point for the controller.
 pub async fn reconcile(ba: Arc<BucketAccess>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
+    let _in_flight = ctx.metrics.health.reconcile_started(format!(
+        "BucketAccess {}/{}",
+        ba.namespace().unwrap_or_default(),
+        ba.name_any()
+    ));
     let result = reconcile_inner(ba, &ctx).await;
     let outcome = if result.is_ok() { "ok" } else { "error" };
     let m = &ctx.metrics;

@@ -31,6 +31,8 @@ pub struct ControllerOptions {
     /// This replica's identity in the Lease; default: $HOSTNAME.
     pub identity: Option<String>,
     pub lease_seconds: u64,
+    /// /healthz fails once one reconcile has run this long.
+    pub reconcile_stall_seconds: u64,
     /// Plain-HTTP admin port: /healthz, /readyz, /metrics.
     pub metrics_port: u16,
     pub oidc_ca: CaPem,
@@ -87,6 +89,10 @@ pub async fn run_controller(
     let identity = run.identity.clone().unwrap_or_else(default_identity);
     info!(issuer = %parts.issuer, cluster = %parts.cfg.cluster_name, %identity, "broker starting");
     let ctx = parts.context(client.clone(), Some(identity.clone()));
+    parts
+        .metrics
+        .health
+        .set_stall_after(Duration::from_secs(run.reconcile_stall_seconds));
     let lock = LeaseLock::new(
         client,
         &run.lease_namespace,

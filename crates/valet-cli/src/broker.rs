@@ -92,9 +92,12 @@ pub struct RunArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Lease duration in seconds: a leader that stops renewing loses it after this long.
+    /// Lease duration in seconds: a leader that stops renewing loses it after this long; one not renewed within two thirds of it stops reconciling first.
     #[arg(long, env = "VALET_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
+    /// /healthz fails (and the kubelet restarts the broker) once one reconcile has run this many seconds.
+    #[arg(long, env = "VALET_RECONCILE_STALL_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconcile_stall_seconds: u64,
     /// BucketAccesses reconciled at once (the config's concurrency; lower it when IAM throttles).
     #[arg(long, env = "VALET_BROKER_CONCURRENCY")]
     pub concurrency: Option<u16>,
@@ -254,6 +257,7 @@ pub async fn run_broker(args: BrokerArgs) -> Result<ExitCode, CliError> {
                 lease_namespace: run.lease_namespace,
                 identity: run.identity,
                 lease_seconds: run.lease_seconds,
+                reconcile_stall_seconds: run.reconcile_stall_seconds,
                 metrics_port: run.metrics_port,
                 oidc_ca: args.config.ca()?,
             };

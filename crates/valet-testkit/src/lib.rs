@@ -5,3 +5,4 @@
 pub mod apiserver;
 pub mod moto;
 pub mod oidc;
+pub mod proxy;

@@ -91,6 +91,7 @@ pub async fn handle(
         path: path_and_query.clone(),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
+    shared.wait_unstalled(&method, &path_and_query).await;
     if let Some(code) = shared.take_fault(&method, &path_and_query) {
         return error_response(&ApiError::injected(code));
     }

@@ -153,6 +153,15 @@ impl ApiServer {
         }
     }
 
+    /// Holds every request with this method whose path (with query) starts
+    /// with `path_prefix` unanswered (a hung API server, as a client sees
+    /// it) until `set_stall(.., false)`; the held requests are then served.
+    pub fn set_stall(&self, method: &str, path_prefix: &str, on: bool) {
+        let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .unwrap_or(http::Method::GET);
+        self.shared.set_stall(method, path_prefix, on);
+    }
+
     /// Stops (or resumes) recording requests, e.g. for a 100k-object bench
     /// where the log would only cost memory. On by default.
     pub fn set_request_log(&self, on: bool) {

@@ -72,6 +72,8 @@ pub struct Shared {
     pub bookmark_interval: RwLock<Duration>,
     requests: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<Fault>>,
+    /// (method, path prefix) of requests held unanswered until released.
+    stalls: watch::Sender<Vec<(Method, String)>>,
     counts: [AtomicU64; 7],
     pub watches: AtomicUsize,
     admission: AtomicBool,
@@ -98,6 +100,7 @@ impl Shared {
             bookmark_interval: RwLock::new(Duration::from_secs(1)),
             requests: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
+            stalls: watch::Sender::new(Vec::new()),
             counts: Default::default(),
             watches: AtomicUsize::new(0),
             admission: AtomicBool::new(false),
@@ -138,6 +141,27 @@ impl Shared {
             path_prefix: path_prefix.to_string(),
             status,
         });
+    }
+
+    pub fn set_stall(&self, method: Method, path_prefix: &str, on: bool) {
+        self.stalls.send_modify(|rules| {
+            rules.retain(|(m, p)| !(*m == method && p == path_prefix));
+            if on {
+                rules.push((method, path_prefix.to_string()));
+            }
+        });
+    }
+
+    /// Returns once no stall rule matches this request (at once when none does).
+    pub async fn wait_unstalled(&self, method: &Method, path: &str) {
+        let mut rx = self.stalls.subscribe();
+        let _ = rx
+            .wait_for(|rules| {
+                !rules
+                    .iter()
+                    .any(|(m, p)| m == method && path.starts_with(p.as_str()))
+            })
+            .await;
     }
 
     /// Consumes the first fault matching this request.
