@@ -159,7 +159,9 @@ pub struct BodyReader {
 /// A body and the memory it is charged for (given back on drop).
 pub struct HeldBody {
     pub bytes: Vec<u8>,
-    _charge: Vec<OwnedSemaphorePermit>,
+    /// From the reserve and from the rest (merged as the body grows: no
+    /// allocation per request for the bookkeeping).
+    charge: [Option<OwnedSemaphorePermit>; 2],
 }
 
 impl BodyReader {
@@ -193,7 +195,7 @@ impl BodyReader {
         let deadline = Instant::now() + self.timeout;
         let mut held = HeldBody {
             bytes: Vec::new(),
-            _charge: Vec::new(),
+            charge: [None, None],
         };
         let mut charged = 0;
         let mut body = body;
@@ -239,7 +241,8 @@ impl BodyReader {
     ) -> Result<(), BodyError> {
         let from_reserve = RESERVED_PREFIX.min(want).saturating_sub(*charged);
         let from_rest = want - *charged - from_reserve;
-        for (pool, n) in [(&self.reserve, from_reserve), (&self.rest, from_rest)] {
+        let pools = [(&self.reserve, from_reserve), (&self.rest, from_rest)];
+        for ((pool, n), slot) in pools.into_iter().zip(&mut held.charge) {
             if n == 0 {
                 continue;
             }
@@ -256,7 +259,10 @@ impl BodyReader {
                 .map_err(|_| BodyError::NoMemory {
                     timeout: self.timeout,
                 })?;
-            held._charge.push(permit);
+            match slot {
+                Some(p) => p.merge(permit),
+                None => *slot = Some(permit),
+            }
         }
         held.bytes.reserve_exact(want - held.bytes.len());
         *charged = want;

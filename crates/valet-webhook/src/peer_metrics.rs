@@ -62,13 +62,29 @@ impl PeerMetrics {
     pub fn observe_request(&self, verb: &str, path: &str, code: u16, elapsed: Duration) {
         // The peer truncates to whole microseconds.
         let us = elapsed.as_micros() as f64;
-        *lock(&self.requests)
-            .entry((verb.to_string(), path.to_string(), code))
-            .or_default() += 1;
+        // Found without building a key: no allocation per request once a
+        // series exists (there are a handful).
+        let mut requests = lock(&self.requests);
+        match requests
+            .iter_mut()
+            .find(|((v, p, c), _)| v == verb && p == path && *c == code)
+        {
+            Some((_, n)) => *n += 1,
+            None => {
+                requests.insert((verb.to_string(), path.to_string(), code), 1);
+            }
+        }
+        drop(requests);
         let mut latencies = lock(&self.latencies);
-        let l = latencies
-            .entry((verb.to_string(), path.to_string()))
-            .or_default();
+        if !latencies.iter().any(|((v, p), _)| v == verb && p == path) {
+            latencies.insert((verb.to_string(), path.to_string()), Latency::default());
+        }
+        let Some((_, l)) = latencies
+            .iter_mut()
+            .find(|((v, p), _)| v == verb && p == path)
+        else {
+            return;
+        };
         for (i, bound) in LATENCY_BUCKETS_US.iter().enumerate() {
             if us <= *bound {
                 l.buckets[i] += 1;
