@@ -44,6 +44,9 @@ pub struct AuditOptions {
     /// Objects per list request.
     pub page_size: u32,
     pub trust: TrustOptions,
+    /// The broker's config: list its roles in the bucket accounts it names
+    /// (through their provisioning roles) and report those no BucketAccess explains.
+    pub broker_config: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,8 @@ pub enum Error {
     Stdout(#[source] std::io::Error),
     #[error("cannot encode the report as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("--broker-config: {0}")]
+    BrokerConfig(#[from] valet_broker::config::ConfigError),
 }
 
 pub async fn client(path: Option<&Path>) -> Result<kube::Client, Error> {
@@ -71,6 +76,16 @@ pub async fn audit(client: &kube::Client, args: &AuditOptions) -> Result<report:
         keys: AnnotationKeys::new(&args.annotation_prefix),
     };
     let mut facts = collect(client, &scope).await?;
+    if let Some(path) = &args.broker_config {
+        let cfg = valet_broker::config::BrokerConfig::load(path)?;
+        if facts.bucket_accesses_listed {
+            crate::roles::collect_roles(cfg, args.namespace.as_deref(), &mut facts).await;
+        } else {
+            facts
+                .notes
+                .push("BucketAccesses not listed: the broker's roles not checked".into());
+        }
+    }
     if args.with_trust {
         facts.extra = check_all(
             &facts,

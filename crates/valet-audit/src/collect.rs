@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use kube::api::{Api, ListParams, ObjectList};
 use kube::core::NamespaceResourceScope;
 use serde::de::DeserializeOwned;
 use tracing::debug;
+use valet_broker::access_policy::BucketAccessPolicy;
 use valet_broker::crd::BucketAccess;
 use valet_core::settings::AnnotationKeys;
 
@@ -101,7 +102,9 @@ pub async fn collect(client: &kube::Client, scope: &Scope) -> Result<Facts, Coll
 
     let pods: Api<Pod> = api(client, ns);
     let mut skipped_completed = 0usize;
+    let mut progress = crate::progress::Progress::new("pods", 0);
     for_each_page(&pods, scope.page_size, |pod| {
+        progress.step();
         let facts_of = PodFacts::from_pod(&pod, &scope.keys);
         let done = matches!(facts_of.phase.as_deref(), Some("Succeeded" | "Failed"));
         if done && !scope.include_completed {
@@ -115,6 +118,7 @@ pub async fn collect(client: &kube::Client, scope: &Scope) -> Result<Facts, Coll
         what: "pods",
         source,
     })?;
+    progress.finish();
     debug!(pods = facts.pods.len(), skipped_completed, "pods collected");
 
     let bas: Api<BucketAccess> = api(client, ns);
@@ -124,7 +128,10 @@ pub async fn collect(client: &kube::Client, scope: &Scope) -> Result<Facts, Coll
     })
     .await;
     match listed {
-        Ok(()) => facts.bucket_accesses = bucket_accesses,
+        Ok(()) => {
+            facts.bucket_accesses = bucket_accesses;
+            facts.bucket_accesses_listed = true;
+        }
         Err(e) => match forbidden_or_missing(&e) {
             Some(404) => facts.notes.push(
                 "BucketAccess is not served (CRD not installed): BucketAccess objects not checked"
@@ -141,6 +148,10 @@ pub async fn collect(client: &kube::Client, scope: &Scope) -> Result<Facts, Coll
                 });
             }
         },
+    }
+
+    if !facts.bucket_accesses.is_empty() {
+        policies_and_namespaces(client, scope.page_size, &mut facts).await?;
     }
 
     facts.webhooks = match webhooks(client, scope.page_size).await {
@@ -164,6 +175,64 @@ pub async fn collect(client: &kube::Client, scope: &Scope) -> Result<Facts, Coll
     Ok(facts)
 }
 
+/// What the policy judgement needs: every BucketAccessPolicy and the
+/// labels of the namespaces holding BucketAccesses. Forbidden or not
+/// served: said as a note, and grants are not judged.
+async fn policies_and_namespaces(
+    client: &kube::Client,
+    page_size: u32,
+    facts: &mut Facts,
+) -> Result<(), CollectError> {
+    let policies: Api<BucketAccessPolicy> = Api::all(client.clone());
+    let mut all = Vec::new();
+    match for_each_page(&policies, page_size, |p| all.push(p)).await {
+        Ok(()) => facts.policies = Some(all),
+        Err(e) => match forbidden_or_missing(&e) {
+            Some(404) => facts.notes.push(
+                "BucketAccessPolicy is not served (CRD not installed): grants outside policies not checked"
+                    .into(),
+            ),
+            Some(_) => facts.notes.push(format!(
+                "cannot list bucketaccesspolicies ({}): grants outside policies not checked",
+                short(&e)
+            )),
+            None => {
+                return Err(CollectError::List {
+                    what: "bucketaccesspolicies",
+                    source: e,
+                });
+            }
+        },
+    }
+    let wanted: BTreeSet<String> = facts
+        .bucket_accesses
+        .iter()
+        .map(|b| b.namespace.clone())
+        .collect();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in wanted {
+        match namespaces.get_opt(&name).await {
+            Ok(ns) => {
+                let labels = ns.and_then(|n| n.metadata.labels).unwrap_or_default();
+                facts.namespace_labels.insert(name, labels);
+            }
+            Err(e) if forbidden_or_missing(&e).is_some() => {
+                facts.notes.push(format!(
+                    "cannot read namespace {name} ({}): policies with a namespaceSelector judged without its labels",
+                    short(&e)
+                ));
+            }
+            Err(source) => {
+                return Err(CollectError::List {
+                    what: "namespaces",
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn bucket_access_facts(ba: &BucketAccess) -> BucketAccessFacts {
     let ready = ba
         .status
@@ -179,6 +248,8 @@ fn bucket_access_facts(ba: &BucketAccess) -> BucketAccessFacts {
         name: ba.metadata.name.clone().unwrap_or_default(),
         service_account: Some(ba.spec.service_account_name.clone()),
         ready,
+        spec: ba.spec.validate().ok(),
+        role_arn: ba.status.as_ref().and_then(|s| s.role_arn.clone()),
     }
 }
 

@@ -87,6 +87,21 @@ pub struct BucketAccessFacts {
     pub name: String,
     pub service_account: Option<String>,
     pub ready: Option<ReadyCondition>,
+    /// The spec as the broker reads it; `None` when it is invalid (the
+    /// broker then grants nothing, and says so in Ready).
+    pub spec: Option<valet_broker::crd::ValidSpec>,
+    /// `status.roleArn`: the role the broker made for it.
+    pub role_arn: Option<String>,
+}
+
+/// A role under the broker's path in a bucket account that carries the
+/// broker's ownership tags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoleFacts {
+    pub account: String,
+    pub name: String,
+    pub arn: String,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The keys (never the values) of a Secret referenced through `envFrom`.
@@ -116,6 +131,15 @@ pub struct Facts {
     pub bucket_accesses: Vec<BucketAccessFacts>,
     /// (namespace, secret name) -> keys.
     pub secrets: BTreeMap<(String, String), SecretKeys>,
+    /// Whether the BucketAccesses could be listed (roles are judged against them).
+    pub bucket_accesses_listed: bool,
+    /// The BucketAccessPolicies; `None` when they could not be listed.
+    pub policies: Option<Vec<valet_broker::access_policy::BucketAccessPolicy>>,
+    /// Namespace name -> labels (what the policies' selectors see).
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// The broker's roles in the bucket accounts (`--broker-config`);
+    /// `None` when not listed.
+    pub roles: Option<Vec<RoleFacts>>,
     /// Findings made while collecting (`--with-trust`).
     pub extra: Vec<crate::judge::Finding>,
     /// Things the collection could not look at, said as info findings.

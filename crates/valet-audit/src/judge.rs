@@ -33,6 +33,10 @@ pub enum Kind {
     StaticKeys,
     InvalidAnnotation,
     BucketaccessNotReady,
+    /// A BucketAccess whose grants no BucketAccessPolicy allows.
+    OutsidePolicy,
+    /// A broker role in a bucket account that no BucketAccess explains.
+    UnexplainedRole,
     /// A trust-chain link that FAILs or WARNs (`--with-trust`).
     Trust,
     /// The webhook configuration is missing or lets pods through unmutated.
@@ -49,6 +53,8 @@ impl Kind {
             Kind::StaticKeys => "static-keys",
             Kind::InvalidAnnotation => "invalid-annotation",
             Kind::BucketaccessNotReady => "bucketaccess-not-ready",
+            Kind::OutsidePolicy => "outside-policy",
+            Kind::UnexplainedRole => "unexplained-role",
             Kind::Trust => "trust",
             Kind::Webhook => "webhook",
             Kind::Unchecked => "unchecked",
@@ -126,6 +132,8 @@ pub fn judge(facts: &Facts) -> Vec<Finding> {
             ),
         });
     }
+    crate::judge_grants::outside_policies(facts, &mut out);
+    crate::judge_grants::unexplained_roles(facts, &mut out);
     webhook(facts, &mut out);
     out.extend(facts.extra.iter().cloned());
     for note in &facts.notes {

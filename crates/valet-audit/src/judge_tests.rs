@@ -289,6 +289,7 @@ fn bucket_access_not_ready() {
             reason: "R".into(),
             message: m.into(),
         }),
+        ..BucketAccessFacts::default()
     };
     let f = Facts {
         bucket_accesses: vec![

@@ -10,8 +10,11 @@ pub mod collect;
 pub mod dot;
 pub mod facts;
 pub mod judge;
+mod judge_grants;
 mod judge_keys;
+pub mod progress;
 pub mod report;
+pub mod roles;
 pub mod table;
 pub mod trust;
 

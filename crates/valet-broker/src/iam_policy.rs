@@ -34,6 +34,9 @@ pub const ROLE_CALLS: &[&str] = &[
     "iam:UpdateAssumeRolePolicy",
     "iam:TagRole",
     "iam:DeleteRole",
+    // `valet audit`: the roles under the path and their ownership tags.
+    "iam:ListRoles",
+    "iam:ListRoleTags",
 ];
 
 pub const PROVIDER_READS: &[&str] = &["iam:GetOpenIDConnectProvider"];
@@ -239,6 +242,14 @@ mod tests {
                 Decision::ImplicitDeny,
                 "{role}"
             );
+            // The audit's listing is path-scoped too.
+            for action in ["iam:ListRoles", "iam:ListRoleTags"] {
+                assert_eq!(
+                    evaluate(&doc, &Request::call(action, role)),
+                    Decision::ImplicitDeny,
+                    "{action} {role}"
+                );
+            }
         }
         let ours = "arn:aws:iam::222222222222:role/storage-valet/prod/x";
         assert_eq!(

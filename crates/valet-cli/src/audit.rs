@@ -55,6 +55,11 @@ pub struct AuditArgs {
     pub page_size: u32,
     #[command(flatten)]
     pub trust: TrustTargetArgs,
+    /// The broker's config file: also list the broker's IAM roles in its bucket
+    /// accounts (iam:ListRoles, iam:ListRoleTags through the provisioning roles)
+    /// and report those no BucketAccess explains.
+    #[arg(long, env = "VALET_BROKER_CONFIG")]
+    pub broker_config: Option<PathBuf>,
 }
 
 impl From<AuditArgs> for AuditOptions {
@@ -69,6 +74,7 @@ impl From<AuditArgs> for AuditOptions {
             annotation_prefix: a.annotation_prefix,
             page_size: a.page_size,
             trust: a.trust.into(),
+            broker_config: a.broker_config,
         }
     }
 }

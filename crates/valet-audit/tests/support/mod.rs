@@ -154,6 +154,19 @@ pub fn load_fixture(server: &ApiServer) {
         {"name": "uploader", "image": "app", "envFrom": [{"secretRef": {"name": "aws-creds"}}]}]),
     ));
 
+    server.register(valet_testkit::apiserver::ResourceDef::cluster(
+        "storage-valet.dev",
+        "v1alpha1",
+        "BucketAccessPolicy",
+        "bucketaccesspolicies",
+    ));
+    // The platform's policy allows both BucketAccesses below (the bucket
+    // account is the broker's default, as media-reader's role shows).
+    put(
+        json!({"apiVersion": "storage-valet.dev/v1alpha1", "kind": "BucketAccessPolicy",
+        "metadata": {"name": "team-a-media"},
+        "spec": {"namespaces": ["team-a"], "buckets": [{"name": "acme-media", "maxAccess": "readwrite"}]}}),
+    );
     // BucketAccess not Ready, and one that is.
     put(
         json!({"apiVersion": "storage-valet.dev/v1alpha1", "kind": "BucketAccess",

@@ -138,6 +138,56 @@ impl Iam {
         &self.client
     }
 
+    /// Names and ARNs of every role under `path_prefix` (all pages).
+    pub async fn list_roles(&self, path_prefix: &str) -> Result<Vec<(String, String)>, IamError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_roles()
+                .path_prefix(path_prefix)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListRoles", e))?;
+            out.extend(
+                page.roles()
+                    .iter()
+                    .map(|r| (r.role_name().to_string(), r.arn().to_string())),
+            );
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// A role's tags (ListRoles does not return them).
+    pub async fn list_role_tags(&self, name: &str) -> Result<BTreeMap<String, String>, IamError> {
+        let mut tags = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_role_tags()
+                .role_name(name)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListRoleTags", e))?;
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string())),
+            );
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => return Ok(tags),
+            }
+        }
+    }
+
     pub async fn get_role(&self, name: &str) -> Result<Option<RoleInfo>, IamError> {
         let out = match self.client.get_role().role_name(name).send().await {
             Ok(out) => out,
