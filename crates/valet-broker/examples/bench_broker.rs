@@ -174,7 +174,8 @@ async fn main() -> anyhow::Result<()> {
 
 fn grant(name: &str, alias: &str, prefix: Option<String>, access: Access) -> BucketGrant {
     BucketGrant {
-        name: name.into(),
+        name: Some(name.into()),
+        bucket_claim_name: None,
         alias: Some(alias.into()),
         prefix,
         access,

@@ -299,6 +299,11 @@ async fn plan_one(
     let failed = |e: &dyn std::fmt::Display| ItemError::Failed(e.to_string());
     let name = source.object.metadata.name.clone().unwrap_or_default();
     let spec = source.object.spec.validate().map_err(|e| refused(&e))?;
+    if let Some(claim) = spec.buckets.iter().find_map(|g| g.claim.as_deref()) {
+        return Err(ItemError::Refused(format!(
+            "bucketClaimName {claim}: broker apply does not grant by claim yet; name the bucket (spec.buckets[].name) or let the controller reconcile it"
+        )));
+    }
     let role = provision::desired_role(cfg, gate.issuer(), &source.namespace, &name, &spec)
         .map_err(|e| refused(&e))?;
     // Judged before the first AWS call: a refused object touches nothing.

@@ -305,3 +305,92 @@ async fn cleanup(claim: &BucketClaim, ctx: &Ctx) -> Result<Action, Error> {
         }
     }
 }
+
+/// A grant by claim waits for its claim (the BucketAccess's conditions say so).
+pub const CLAIM_NOT_READY: &str = "BucketClaimNotReady";
+pub const CLAIM_IN_OTHER_ACCOUNT: &str = "BucketClaimInOtherAccount";
+
+/// Why a spec's grants by claim cannot be used yet: (reason, message).
+pub type Waiting = (&'static str, String);
+
+/// Fills in each grant by `bucketClaimName` from its claim: the bucket, the
+/// claim's class (for `bucketClass` policy entries) and the bucket account
+/// (which becomes the spec's when it names none). The claim must be Ready,
+/// and is judged again here (its class must still exist and allow the
+/// namespace), so a grant never rests on a status alone.
+pub(crate) async fn resolve_grants(
+    ctx: &Ctx,
+    ns: &str,
+    mut spec: crate::crd::ValidSpec,
+) -> Result<Result<crate::crd::ValidSpec, Waiting>, Error> {
+    if spec.buckets.iter().all(|g| g.claim.is_none()) {
+        return Ok(Ok(spec));
+    }
+    let api: Api<BucketClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let classes = classes(ctx).await?;
+    let labels = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(ns)
+        .await?
+        .and_then(|n| n.metadata.labels)
+        .unwrap_or_default();
+    let mut claim_account: Option<String> = None;
+    for (index, grant) in spec.buckets.iter_mut().enumerate() {
+        let Some(claim_name) = grant.claim.clone() else {
+            continue;
+        };
+        let where_ = format!("spec.buckets[{index}].bucketClaimName {claim_name}");
+        let Some(claim) = api.get_opt(&claim_name).await? else {
+            return Ok(Err((
+                CLAIM_NOT_READY,
+                format!(
+                    "{where_}: BucketClaim {ns}/{claim_name} does not exist (create it, or fix the name)"
+                ),
+            )));
+        };
+        let ready = valet_buckets::status::is_ready(claim.status.as_ref()).is_some();
+        let desired = resolve(
+            &claim,
+            &classes,
+            &labels,
+            &defaults_for(&ctx.cfg, &classes, &claim),
+        );
+        let mut desired = match desired {
+            Ok(d) if ready => d,
+            Ok(_) => {
+                let why = claim
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+                    .map(|c| format!("{}: {}", c.reason, c.message))
+                    .unwrap_or_else(|| "not reconciled yet".into());
+                return Ok(Err((
+                    CLAIM_NOT_READY,
+                    format!(
+                        "{where_}: BucketClaim {ns}/{claim_name} is not Ready ({why}); access waits for it"
+                    ),
+                )));
+            }
+            Err(e) => {
+                return Ok(Err((CLAIM_NOT_READY, format!("{where_}: {e}"))));
+            }
+        };
+        keep_provisioned_name(&mut desired, claim.status.as_ref());
+        let wanted = spec.bucket_account.as_ref().or(claim_account.as_ref());
+        if let Some(acct) = wanted.filter(|a| **a != desired.account) {
+            return Ok(Err((
+                CLAIM_IN_OTHER_ACCOUNT,
+                format!(
+                    "{where_}: the claim's bucket is in account {}, this BucketAccess grants in {acct} (one BucketAccess grants in one account: split it, or drop spec.bucketAccount)",
+                    desired.account
+                ),
+            )));
+        }
+        claim_account = Some(desired.account.clone());
+        grant.name = desired.name;
+        grant.bucket_class = Some(claim.spec.bucket_class_name.clone());
+    }
+    if spec.bucket_account.is_none() {
+        spec.bucket_account = claim_account;
+    }
+    Ok(Ok(spec))
+}

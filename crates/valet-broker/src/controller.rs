@@ -297,6 +297,7 @@ async fn run_access(ctx: Arc<Ctx>) {
     let synced = controller.store();
     let every = controller.store();
     let in_namespace = controller.store();
+    let by_claim = controller.store();
     let work = controller
         .watches(policies, watcher::Config::default(), move |_| {
             every
@@ -314,6 +315,24 @@ async fn run_access(ctx: Arc<Ctx>) {
                     .state()
                     .into_iter()
                     .filter(|ba| ba.namespace().as_deref() == Some(name.as_str()))
+                    .map(|ba| ObjectRef::from_obj(&*ba))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<BucketClaim>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |claim: BucketClaim| {
+                let ns = claim.namespace();
+                let name = claim.name_any();
+                by_claim
+                    .state()
+                    .into_iter()
+                    .filter(|ba| ba.namespace() == ns)
+                    .filter(|ba| {
+                        (ba.spec.buckets.iter())
+                            .any(|g| g.bucket_claim_name.as_deref() == Some(name.as_str()))
+                    })
                     .map(|ba| ObjectRef::from_obj(&*ba))
                     .collect::<Vec<_>>()
             },

@@ -80,16 +80,29 @@ pub struct BucketAccessSpec {
     pub suspended: bool,
 }
 
-/// One bucket grant.
+/// One bucket grant: an existing bucket by `name`, or the bucket of a
+/// BucketClaim in the same namespace by `bucketClaimName`.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.name) != has(self.bucketClaimName)").message("give exactly one of name and bucketClaimName")
+)]
 pub struct BucketGrant {
     /// S3 bucket name (S3 naming rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 3, max = 63),
         regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
     )]
-    pub name: String,
+    pub name: Option<String>,
+    /// A BucketClaim in this namespace: the grant waits until it is Ready,
+    /// then uses its bucket (and its bucket account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub bucket_claim_name: Option<String>,
     /// Becomes `S3_BUCKET_<ALIAS>` in the pod (upper-cased, `-` to `_`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
@@ -162,7 +175,13 @@ pub struct ValidSpec {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidGrant {
+    /// The bucket; for a claim's grant, empty until the claim is resolved
+    /// (`claims::resolve_grants`).
     pub name: String,
+    /// `bucketClaimName`, when the grant is by claim.
+    pub claim: Option<String>,
+    /// The claim's BucketClass, once resolved (for `bucketClass` policy entries).
+    pub bucket_class: Option<String>,
     pub alias: Option<String>,
     pub prefix: Option<String>,
     pub access: Access,
@@ -194,6 +213,12 @@ pub enum SpecError {
     MissingAlias { index: usize },
     #[error("spec.buckets[{index}]: alias {alias:?} maps to the same env var as an earlier bucket")]
     DuplicateAlias { index: usize, alias: String },
+    #[error(
+        "spec.buckets[{index}]: give exactly one of name (an existing bucket) and bucketClaimName (a BucketClaim in this namespace)"
+    )]
+    NameOrClaim { index: usize },
+    #[error("spec.buckets[{index}]: bucketClaimName {claim:?} is not a valid object name")]
+    ClaimName { index: usize, claim: String },
     #[error("spec.buckets[{index}]: bucket {name:?} with prefix {prefix:?} is listed twice")]
     DuplicateGrant {
         index: usize,
@@ -227,7 +252,22 @@ impl BucketAccessSpec {
         let mut out = Vec::with_capacity(self.buckets.len());
         for (index, b) in self.buckets.iter().enumerate() {
             let wrap = |source| SpecError::Bucket { index, source };
-            validate_bucket_name(&b.name).map_err(wrap)?;
+            let (name, claim) = match (&b.name, &b.bucket_claim_name) {
+                (Some(name), None) => {
+                    validate_bucket_name(name).map_err(wrap)?;
+                    (name.clone(), None)
+                }
+                (None, Some(claim)) if is_dns_subdomain(claim) => (String::new(), Some(claim)),
+                (None, Some(claim)) => {
+                    return Err(SpecError::ClaimName {
+                        index,
+                        claim: claim.clone(),
+                    });
+                }
+                _ => return Err(SpecError::NameOrClaim { index }),
+            };
+            // A claim's bucket is known later: it is told apart by the claim's name.
+            let key = claim.map_or_else(|| name.clone(), |c| format!("bucketClaimName {c}"));
             let prefix = b.prefix.as_deref().filter(|p| !p.is_empty());
             if let Some(p) = prefix {
                 validate_prefix(p).map_err(wrap)?;
@@ -245,15 +285,17 @@ impl BucketAccessSpec {
                 None if several => return Err(SpecError::MissingAlias { index }),
                 None => {}
             }
-            if !grants.insert((b.name.clone(), prefix.unwrap_or_default().to_string())) {
+            if !grants.insert((key.clone(), prefix.unwrap_or_default().to_string())) {
                 return Err(SpecError::DuplicateGrant {
                     index,
-                    name: b.name.clone(),
+                    name: key,
                     prefix: prefix.unwrap_or_default().to_string(),
                 });
             }
             out.push(ValidGrant {
-                name: b.name.clone(),
+                name,
+                claim: claim.cloned(),
+                bucket_class: None,
                 alias: b.alias.clone(),
                 prefix: prefix.map(str::to_string),
                 access: b.access,

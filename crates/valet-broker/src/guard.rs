@@ -41,7 +41,7 @@ pub fn grant_requests(spec: &ValidSpec) -> Vec<GrantRequest> {
         .iter()
         .map(|g| GrantRequest {
             bucket: g.name.clone(),
-            bucket_class: None,
+            bucket_class: g.bucket_class.clone(),
             prefix: g.prefix.clone().unwrap_or_default(),
             access: g.access,
         })

@@ -145,6 +145,15 @@ async fn apply(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
+    let spec = match crate::claims::resolve_grants(ctx, &ns, spec).await? {
+        Ok(s) => s,
+        Err((reason, msg)) => {
+            // The claim's watch brings this object back when the claim changes.
+            let conds = blocked(reason, &msg);
+            publish_status(ba, ctx, None, &conds, Some((reason, &msg))).await?;
+            return Ok(resync);
+        }
+    };
     let role = match provision::desired_role(&ctx.cfg, ctx.trust.issuer(), &ns, &name, &spec) {
         Ok(r) => r,
         Err(e) => {

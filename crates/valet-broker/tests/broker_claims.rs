@@ -519,3 +519,118 @@ async fn deletion_retains_or_deletes_by_policy_and_keeps_a_bucket_that_holds_obj
             .any(|(r, _)| r == "BucketDeleted")
     );
 }
+
+#[test]
+fn a_grant_names_exactly_one_of_a_bucket_and_a_claim() {
+    let spec = |grant: serde_json::Value| -> valet_broker::crd::BucketAccessSpec {
+        serde_json::from_value(serde_json::json!({
+            "serviceAccountName": "app", "buckets": [grant]
+        }))
+        .expect("spec")
+    };
+    for bad in [
+        serde_json::json!({"access": "read"}),
+        serde_json::json!({"name": "acme-media", "bucketClaimName": "media", "access": "read"}),
+    ] {
+        let e = spec(bad).validate().unwrap_err();
+        assert!(e.to_string().contains("exactly one of name"), "{e}");
+    }
+    let ok = spec(serde_json::json!({"bucketClaimName": "media", "access": "read"}))
+        .validate()
+        .expect("a grant by claim");
+    assert_eq!(ok.buckets[0].claim.as_deref(), Some("media"));
+}
+
+#[tokio::test]
+async fn a_grant_by_claim_waits_until_the_claim_is_ready_then_uses_its_bucket_and_class() {
+    use valet_broker::access_policy::{BucketAccessPolicy, BucketAccessPolicySpec};
+    let env = Env::new("claims-grant").await;
+    // Only buckets claimed through class "standard" may be granted: the
+    // grant passes only if it carries the claim's class.
+    let policies: Api<BucketAccessPolicy> = Api::all(env.api.client());
+    policies
+        .delete(ALLOW_ALL, &DeleteParams::default())
+        .await
+        .expect("drop allow-all");
+    let by_class: BucketAccessPolicySpec = serde_json::from_value(serde_json::json!({
+        "namespaces": ["team-*"],
+        "buckets": [{"bucketClass": "standard", "maxAccess": "readwrite"}]
+    }))
+    .expect("policy");
+    policies
+        .create(
+            &PostParams::default(),
+            &BucketAccessPolicy::new("claimed", by_class),
+        )
+        .await
+        .expect("policy");
+    add_class(&env, "standard", r#"namespaces: ["team-*"]"#).await;
+    let spec: valet_broker::crd::BucketAccessSpec = serde_json::from_value(serde_json::json!({
+        "serviceAccountName": "media-app",
+        "buckets": [{"bucketClaimName": "media", "alias": "media", "access": "readwrite"}]
+    }))
+    .expect("spec");
+    env.create("media-rw", spec).await;
+
+    let before = env.counts();
+    let waiting = env.settle("media-rw").await;
+    let ready = condition(&waiting, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "BucketClaimNotReady")
+    );
+    assert!(
+        ready.message.contains("does not exist"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        env.counts().since(&before).total(),
+        0,
+        "no IAM call while waiting"
+    );
+
+    // The real controller: the claim's watch brings the BucketAccess back
+    // once the claim is Ready.
+    let controller = tokio::spawn(valet_broker::controller::run(env.ctx.clone()));
+    add_claim(&env, NS, "media", "standard").await;
+    let ba = wait_for("the grant by claim to be Ready", async || {
+        let ba = env.get("media-rw").await?;
+        (ba.status.as_ref()?.conditions.iter())
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(ba)
+    })
+    .await;
+    controller.abort();
+    let _ = controller.await;
+
+    let claim = get_claim(&env, NS, "media").await.expect("claim");
+    let bucket = bucket_of(&claim);
+    assert_eq!(condition(&ba, "Permitted").status, "True");
+    let role = ba.status.and_then(|s| s.role_arn).expect("roleArn");
+    assert!(role.contains(&format!("::{}:role/", env.account)), "{role}");
+    let doc = env
+        .iam()
+        .await
+        .get_role_policy(
+            role.rsplit('/').next().unwrap_or_default(),
+            valet_broker::provision::INLINE_POLICY_NAME,
+        )
+        .await
+        .expect("GetRolePolicy")
+        .expect("inline policy")
+        .expect("a policy document");
+    assert!(
+        format!("{doc:?}").contains(&format!("arn:aws:s3:::{bucket}")),
+        "{doc:?}"
+    );
+    let sa = env.sas().get("media-app").await.expect("ServiceAccount");
+    assert_eq!(
+        sa.annotations()
+            .get("storage-valet.dev/buckets")
+            .map(String::as_str),
+        Some(format!("media={bucket}").as_str()),
+        "{:?}",
+        sa.annotations()
+    );
+}

@@ -17,6 +17,8 @@ fn spec(buckets: Vec<ValidGrant>) -> ValidSpec {
 fn g(name: &str, alias: Option<&str>, prefix: Option<&str>) -> ValidGrant {
     ValidGrant {
         name: name.into(),
+        claim: None,
+        bucket_class: None,
         alias: alias.map(Into::into),
         prefix: prefix.map(Into::into),
         access: Access::Read,

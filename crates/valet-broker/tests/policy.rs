@@ -14,6 +14,8 @@ const PROVIDER: &str =
 fn g(name: &str, prefix: Option<&str>, access: Access) -> ValidGrant {
     ValidGrant {
         name: name.into(),
+        claim: None,
+        bucket_class: None,
         alias: None,
         prefix: prefix.map(Into::into),
         access,

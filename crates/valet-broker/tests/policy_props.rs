@@ -31,6 +31,8 @@ fn grant() -> impl Strategy<Value = ValidGrant> {
     )
         .prop_map(|(name, prefix, access)| ValidGrant {
             name,
+            claim: None,
+            bucket_class: None,
             alias: None,
             prefix,
             access,

@@ -53,7 +53,8 @@ pub fn config(cluster: &str) -> BrokerConfig {
 
 pub fn grant(name: &str, alias: Option<&str>, prefix: Option<&str>, access: Access) -> BucketGrant {
     BucketGrant {
-        name: name.into(),
+        name: Some(name.into()),
+        bucket_claim_name: None,
         alias: alias.map(Into::into),
         prefix: prefix.map(Into::into),
         access,
