@@ -55,6 +55,16 @@ impl Collector for IamCollector {
             let labels = [("operation", op.as_str()), ("kind", kind)];
             ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
         }
+        let mut throttled = encoder.encode_descriptor(
+            "aws_throttled",
+            "AWS HTTP attempts answered with a throttling code (Throttling, ThrottlingException, RequestLimitExceeded, SlowDown), by service and operation; retried attempts included",
+            None,
+            MetricType::Counter,
+        )?;
+        for (op, n) in &self.0.throttled() {
+            let labels = [("service", "iam"), ("operation", op.as_str())];
+            ConstCounter::new(*n).encode(throttled.encode_family(&labels)?)?;
+        }
         let attempts = ConstCounter::new(counts.attempts);
         let attempt_encoder = encoder.encode_descriptor(
             "iam_http_attempts",
@@ -72,7 +82,18 @@ impl Metrics {
         // 1 ms .. ~65 s: a reconcile is a handful of IAM and API calls, more with retries.
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
         let leader = Gauge::default();
-        let mut registry = Registry::with_prefix("storage_valet_broker");
+        // `storage_valet_build_info` is named as the webhook's (one query
+        // counts every valet component); the rest is `storage_valet_broker_*`.
+        let mut root = Registry::with_prefix("storage_valet");
+        root.register(
+            "build",
+            "The running valet: version and component (always 1)",
+            prometheus_client::metrics::info::Info::new([
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("component", "broker"),
+            ]),
+        );
+        let registry = root.sub_registry_with_prefix("broker");
         registry.register(
             "reconciles",
             "BucketAccess reconciles, by outcome (ok, error)",
@@ -98,7 +119,7 @@ impl Metrics {
             reconciles,
             reconcile_duration,
             leader,
-            registry,
+            registry: root,
             health: crate::health::Health::default(),
         }
     }

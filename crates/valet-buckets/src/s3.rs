@@ -16,7 +16,6 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging, VersioningConfiguration,
 };
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::desired::{DesiredBucket, Rule, Settings, Sse, Versioning};
 use crate::plan::{Change, Observed};
@@ -608,44 +607,34 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
     }
 }
 
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     op: &'static str,
     bucket: &str,
-    err: SdkError<E, R>,
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> S3Error {
     let bucket = bucket.to_string();
-    match &err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => S3Error::Unreachable {
+    let text = valet_aws::AwsErrorText::of(&err);
+    match text.code.as_str() {
+        "Unreachable" | "Timeout" => S3Error::Unreachable {
             op,
             bucket,
-            message: DisplayErrorContext(&err).to_string(),
+            message: text.message,
         },
-        _ => {
-            let code = err.code().unwrap_or("Unknown").to_string();
-            let message = err
-                .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
-            match code.as_str() {
-                "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
-                    S3Error::Throttled {
-                        op,
-                        bucket,
-                        message,
-                    }
-                }
-                "AccessDenied" | "AccessDeniedException" => S3Error::AccessDenied {
-                    op,
-                    bucket,
-                    message,
-                },
-                _ => S3Error::Service {
-                    op,
-                    bucket,
-                    code,
-                    message,
-                },
-            }
-        }
+        c if valet_aws::is_throttle_code(c) => S3Error::Throttled {
+            op,
+            bucket,
+            message: text.to_string(),
+        },
+        "AccessDenied" | "AccessDeniedException" => S3Error::AccessDenied {
+            op,
+            bucket,
+            message: text.to_string(),
+        },
+        _ => S3Error::Service {
+            op,
+            bucket,
+            code: text.code,
+            message: text.message,
+        },
     }
 }

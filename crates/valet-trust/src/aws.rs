@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
 
 /// IAM is global: its endpoint signs for us-east-1 whatever region we run in,
 /// and STS needs some region to resolve an endpoint at all.
@@ -164,7 +163,7 @@ impl AwsClients {
                 arn: out.arn().unwrap_or_default().to_string(),
             }),
             Err(e) => Err(AwsError::CallerIdentity {
-                message: DisplayErrorContext(&e).to_string(),
+                message: valet_aws::AwsErrorText::of(&e).to_string(),
             }),
         }
     }
@@ -186,14 +185,12 @@ impl AwsClients {
                     .await
                     .map(|c| c.arn)
                     .unwrap_or_else(|_| "(unknown caller)".to_string());
+                let text = valet_aws::AwsErrorText::of(&e);
                 Err(AwsError::AssumeRole {
                     role_arn: role_arn.to_string(),
                     caller,
-                    code: e.code().unwrap_or("Error").to_string(),
-                    message: e
-                        .message()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| DisplayErrorContext(&e).to_string()),
+                    code: text.code,
+                    message: text.message,
                 })
             }
         }

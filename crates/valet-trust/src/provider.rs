@@ -2,7 +2,7 @@
 //! `--fix`, which creates or repairs it (client ID, thumbprint) and touches
 //! nothing else.
 
-use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use tracing::info;
 
 use super::{Findings, Link, LinkResult, TrustError};
@@ -195,15 +195,12 @@ pub(crate) async fn ensure_provider(
     Ok(done)
 }
 
-pub(crate) fn iam_message<E, R>(e: &SdkError<E, R>) -> String
+/// `Code: message` as AWS sent them (see `valet_aws::AwsErrorText`).
+pub(crate) fn iam_message<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    match (e.code(), e.message()) {
-        (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        _ => DisplayErrorContext(e).to_string(),
-    }
+    valet_aws::AwsErrorText::of(e).to_string()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::Tag;
+use valet_aws::AwsErrorText;
 
 use crate::config::RetrySettings;
 use valet_policy::PolicyDocument;
@@ -25,12 +26,20 @@ pub use probe::{FaultKind, IamCounts, IamProbe, is_write};
 /// What a failed IAM call means for the broker.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IamError {
-    #[error("IAM {op} was throttled after retries ({message}); will retry later")]
-    Throttled { op: &'static str, message: String },
+    #[error("IAM {op}: {code}: {message} (throttled after retries; will retry later)")]
+    Throttled {
+        op: &'static str,
+        code: String,
+        message: String,
+    },
     #[error(
-        "IAM {op} was denied ({message}): give the provisioning role iam:{op} on roles under the broker's path"
+        "IAM {op}: {code}: {message} (give the provisioning role iam:{op} on roles under the broker's path)"
     )]
-    AccessDenied { op: &'static str, message: String },
+    AccessDenied {
+        op: &'static str,
+        code: String,
+        message: String,
+    },
     #[error(
         "IAM endpoint unreachable during {op} ({message}): check network access and the IAM endpoint override"
     )]
@@ -61,28 +70,18 @@ impl IamError {
     }
 }
 
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     op: &'static str,
-    err: SdkError<E, R>,
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> IamError {
-    match &err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => IamError::Unreachable {
-            op,
-            message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
-        },
-        _ => {
-            let code = err.code().unwrap_or("Unknown").to_string();
-            let message = err.message().unwrap_or_default().to_string();
-            match code.as_str() {
-                "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
-                    IamError::Throttled { op, message }
-                }
-                "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
-                    IamError::AccessDenied { op, message }
-                }
-                _ => IamError::Service { op, code, message },
-            }
+    let AwsErrorText { code, message } = AwsErrorText::of(&err);
+    match code.as_str() {
+        "Unreachable" | "Timeout" => IamError::Unreachable { op, message },
+        c if valet_aws::is_throttle_code(c) => IamError::Throttled { op, code, message },
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+            IamError::AccessDenied { op, code, message }
         }
+        _ => IamError::Service { op, code, message },
     }
 }
 

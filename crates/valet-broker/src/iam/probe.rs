@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_iam::config::interceptors::{
-    BeforeDeserializationInterceptorContextMut, BeforeSerializationInterceptorContextRef,
+    AfterDeserializationInterceptorContextRef, BeforeDeserializationInterceptorContextMut,
+    BeforeSerializationInterceptorContextRef,
 };
 use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_iam::error::BoxError;
@@ -35,6 +36,9 @@ pub struct IamProbe {
 struct ProbeState {
     ops: BTreeMap<String, u64>,
     attempts: u64,
+    /// HTTP attempts IAM answered with a throttling code, by operation
+    /// (retried ones included: the SDK retries throttles by itself).
+    throttled: BTreeMap<String, u64>,
     fault: Option<Fault>,
 }
 
@@ -85,6 +89,10 @@ pub fn is_write(op: &str) -> bool {
 }
 
 impl IamProbe {
+    /// Throttled HTTP attempts by operation.
+    pub fn throttled(&self) -> BTreeMap<String, u64> {
+        self.lock().throttled.clone()
+    }
     pub fn counts(&self) -> IamCounts {
         let s = self.lock();
         IamCounts {
@@ -144,6 +152,30 @@ impl Intercept for ProbeInterceptor {
             .map(|m| m.name().to_string())
             .unwrap_or_default();
         *self.0.lock().ops.entry(op).or_default() += 1;
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        ctx: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = ctx.response();
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let throttled = response
+            .body()
+            .bytes()
+            .and_then(valet_aws::throttle_code_in_body);
+        if throttled.is_some() {
+            let op = cfg
+                .load::<Metadata>()
+                .map(|m| m.name().to_string())
+                .unwrap_or_default();
+            *self.0.lock().throttled.entry(op).or_default() += 1;
+        }
         Ok(())
     }
 
