@@ -71,6 +71,13 @@ pub fn managed_roles(partition: &str, account: &str, path: &str) -> String {
     format!("arn:{partition}:iam::{account}:role{path}*")
 }
 
+/// The buckets BucketClaims may make, by name: `{cluster}-*`, the default
+/// `nameTemplate`'s prefix (a class with another template needs its own
+/// prefix added to the provisioning role).
+pub fn claimed_buckets(partition: &str, cluster: &str) -> String {
+    format!("arn:{partition}:s3:::{cluster}-*")
+}
+
 /// The provisioning role's policy for `account` (the default bucket account when `None`).
 pub fn provisioning_policy(
     cfg: &BrokerConfig,
@@ -135,6 +142,17 @@ pub fn provisioning_policy(
                 Effect::Allow,
                 &provider_calls,
                 providers,
+                None,
+            ),
+            // S3 cannot condition bucket-level calls on the bucket's own tags
+            // (aws:ResourceTag is not evaluated for them), so claimed buckets
+            // are scoped by name: the default nameTemplate starts with the
+            // cluster name; the broker checks the ownership tags before any change.
+            statement(
+                "ClaimedBucketsByName",
+                Effect::Allow,
+                &valet_buckets::iam_policy::BUCKET_ACTIONS,
+                claimed_buckets(partition, &cfg.cluster_name),
                 None,
             ),
         ],
@@ -226,6 +244,34 @@ mod tests {
             ),
             Decision::Allowed
         );
+    }
+
+    #[test]
+    fn allows_the_s3_calls_of_a_claim_only_on_the_clusters_bucket_names() {
+        let (_, doc) = provisioning_policy(&config(), Some(ACCT)).unwrap();
+        let ours = "arn:aws:s3:::prod-team-a-media";
+        for action in valet_buckets::iam_policy::BUCKET_ACTIONS {
+            assert_eq!(
+                evaluate(&doc, &Request::call(action, ours)),
+                Decision::Allowed,
+                "{action}"
+            );
+            for foreign in ["arn:aws:s3:::acme-finance", "arn:aws:s3:::dev-team-a-media"] {
+                assert_eq!(
+                    evaluate(&doc, &Request::call(action, foreign)),
+                    Decision::ImplicitDeny,
+                    "{action} on {foreign}"
+                );
+            }
+        }
+        // Nothing a reconcile does not call: no ACLs, no objects.
+        for action in ["s3:PutBucketAcl", "s3:GetObject", "s3:PutObject"] {
+            assert_eq!(
+                evaluate(&doc, &Request::call(action, ours)),
+                Decision::ImplicitDeny,
+                "{action}"
+            );
+        }
     }
 
     #[test]
