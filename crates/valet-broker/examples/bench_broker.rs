@@ -18,10 +18,12 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use futures::StreamExt;
 use kube::api::Api;
 use valet_broker::access_policy::{BucketAccessPolicy, BucketAccessPolicySpec};
+use valet_broker::claims::reconcile_claim;
 use valet_broker::config::{BrokerConfig, BucketAccountConfig, RetrySettings};
 use valet_broker::controller::BrokerParts;
 use valet_broker::crd::{Access, BucketAccess, BucketAccessSpec, BucketGrant};
 use valet_broker::reconcile::{Ctx, reconcile};
+use valet_buckets::crd::{BucketClaim, BucketClaimSpec, BucketClass, BucketClassSpec};
 use valet_testkit::apiserver::{ApiServer, ResourceDef};
 use valet_testkit::moto::Moto;
 use valet_testkit::oidc::OidcIssuer;
@@ -36,6 +38,12 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let concurrency: u16 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(8);
+    let claims: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(200)
+        .max(1);
     valet_kube::install_crypto_provider();
 
     let moto = Moto::start()?;
@@ -55,12 +63,28 @@ async fn main() -> anyhow::Result<()> {
         "BucketAccessPolicy",
         "bucketaccesspolicies",
     ));
+    api.register(ResourceDef::cluster(
+        "storage-valet.dev",
+        "v1alpha1",
+        "BucketClass",
+        "bucketclasses",
+    ));
+    api.register(
+        ResourceDef::namespaced(
+            "storage-valet.dev",
+            "v1alpha1",
+            "BucketClaim",
+            "bucketclaims",
+        )
+        .with_status(),
+    );
     // Every team may read its own prefix and upload: the guardrails are judged on each reconcile.
     let policy: BucketAccessPolicySpec = serde_json::from_value(serde_json::json!({
         "namespaces": ["team-*"],
         "buckets": [
             {"name": "acme-media", "prefixes": ["{namespace}/"], "maxAccess": "read"},
-            {"name": "acme-uploads", "maxAccess": "write"}
+            {"name": "acme-uploads", "maxAccess": "write"},
+            {"bucketClass": "bench", "maxAccess": "readwrite"}
         ]
     }))?;
     Api::<BucketAccessPolicy>::all(api.client())
@@ -80,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.retry = RetrySettings::default();
     cfg.endpoints.iam = Some(moto.endpoint());
     cfg.endpoints.sts = Some(moto.endpoint());
+    cfg.endpoints.s3 = Some(moto.endpoint());
     cfg.bucket_accounts.insert(
         ACCOUNT.into(),
         BucketAccountConfig {
@@ -106,8 +131,26 @@ async fn main() -> anyhow::Result<()> {
     let parts = BrokerParts::new(cfg, oidc.url(), aws.clone(), http);
     let ctx = parts.context(api.client(), Some("bench".into()));
 
+    let class: BucketClassSpec = serde_json::from_value(serde_json::json!({
+        "namespaces": ["team-*"], "versioning": true,
+        "lifecycle": {"abortIncompleteMultipartDays": 7}, "tags": {"cost-center": "bench"}
+    }))?;
+    api.insert(&BucketClass::new("bench", class))
+        .map_err(|e| anyhow::anyhow!("insert: {e:?}"))?;
+    for j in 0..claims {
+        let mut claim = BucketClaim::new(
+            &format!("claim-{j}"),
+            BucketClaimSpec {
+                bucket_class_name: "bench".into(),
+            },
+        );
+        claim.metadata.namespace = Some(format!("team-{}", j % 50));
+        api.insert(&claim)
+            .map_err(|e| anyhow::anyhow!("insert: {e:?}"))?;
+    }
     for i in 0..n {
-        let ns = format!("team-{}", i % 50);
+        // In the namespace of the claim it is granted.
+        let ns = format!("team-{}", (i % claims) % 50);
         let mut ba = BucketAccess::new(
             &format!("access-{i}"),
             BucketAccessSpec {
@@ -122,6 +165,13 @@ async fn main() -> anyhow::Result<()> {
                         Access::Read,
                     ),
                     grant("acme-uploads", "uploads", None, Access::Write),
+                    BucketGrant {
+                        name: None,
+                        bucket_claim_name: Some(format!("claim-{}", i % claims)),
+                        alias: Some("claimed".into()),
+                        prefix: None,
+                        access: Access::Readwrite,
+                    },
                 ],
             },
         );
@@ -130,15 +180,34 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("insert: {e:?}"))?;
     }
     println!(
-        "bench/broker: {n} BucketAccess objects, concurrency {concurrency}, moto at {}",
+        "bench/broker: {claims} BucketClaims, {n} BucketAccess objects (each also granted a claim's bucket), concurrency {concurrency}, moto at {}",
         moto.endpoint()
     );
 
+    let start = Instant::now();
+    let claims_first = claim_pass(&api, &ctx, claims, concurrency, "claims from nothing").await?;
     let first = pass(&api, &ctx, n, concurrency, "from nothing").await?;
+    println!(
+        "from nothing, claims + grants: {:.2}s wall",
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let claims_steady = claim_pass(&api, &ctx, claims, concurrency, "claims steady state").await?;
     let steady = pass(&api, &ctx, n, concurrency, "steady state").await?;
+    println!(
+        "steady state, claims + grants: {:.2}s wall",
+        start.elapsed().as_secs_f64()
+    );
     if steady.1 != 0 {
         bail!("steady state made {} IAM writes (must be 0)", steady.1);
     }
+    if claims_steady.1 != 0 {
+        bail!(
+            "steady state made {} S3 writes (must be 0)",
+            claims_steady.1
+        );
+    }
+    let _ = claims_first;
 
     // Baseline in the same run: the bare SDK making only the unavoidable calls.
     let baseline_iam = aws_sdk_iam::Client::from_conf(
@@ -170,6 +239,53 @@ async fn main() -> anyhow::Result<()> {
         peak_rss_kib()? / 1024
     );
     Ok(())
+}
+
+/// One reconcile of every claim, `concurrency` at a time. Returns wall time and S3 writes.
+async fn claim_pass(
+    api: &ApiServer,
+    ctx: &Arc<Ctx>,
+    n: usize,
+    concurrency: u16,
+    label: &str,
+) -> anyhow::Result<(Duration, u64)> {
+    let claims: Api<BucketClaim> = Api::all(ctx.client.clone());
+    let objects = claims.list(&Default::default()).await?.items;
+    let probe = ctx.accounts.s3_probe().clone();
+    let before = probe.counts();
+    let kube_before = api.write_count();
+    let start = Instant::now();
+    let results: Vec<_> = futures::stream::iter(objects)
+        .map(|c| reconcile_claim(Arc::new(c), ctx.clone()))
+        .buffer_unordered(usize::from(concurrency))
+        .collect()
+        .await;
+    let wall = start.elapsed();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let delta = probe.counts().since(&before);
+    let ready = claims
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter(|c| valet_buckets::status::is_ready(c.status.as_ref()).is_some())
+        .count();
+    let per = |x: u64| x as f64 / n as f64;
+    println!(
+        "{label}: {:.2}s wall, {:.1} claims/s; S3 calls/claim {:.2} (reads {:.2}, writes {:.2}); \
+         Kubernetes writes/claim {:.2}; Ready {ready}/{n}; errors {failed}",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        per(delta.total()),
+        per(delta.reads()),
+        per(delta.writes()),
+        per(api.write_count() - kube_before),
+    );
+    println!("  S3 operations: {:?}", delta.ops);
+    if ready != n {
+        bail!("{label}: only {ready} of {n} claims are Ready");
+    }
+    Ok((wall, delta.writes()))
 }
 
 fn grant(name: &str, alias: &str, prefix: Option<String>, access: Access) -> BucketGrant {
