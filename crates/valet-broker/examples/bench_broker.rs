@@ -135,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
         "namespaces": ["team-*"], "versioning": true,
         "lifecycle": {"abortIncompleteMultipartDays": 7}, "tags": {"cost-center": "bench"}
     }))?;
-    api.insert(&BucketClass::new("bench", class))
+    api.insert(BucketClass::new("bench", class))
         .map_err(|e| anyhow::anyhow!("insert: {e:?}"))?;
     for j in 0..claims {
         let mut claim = BucketClaim::new(
