@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, Pod, Secret, ServiceAccount};
 use kube::api::{Api, ListParams, ObjectList};
 use kube::core::NamespaceResourceScope;
 use serde::de::DeserializeOwned;
@@ -14,7 +14,8 @@ use valet_broker::crd::BucketAccess;
 use valet_core::settings::AnnotationKeys;
 
 use crate::facts::{
-    BucketAccessFacts, Facts, PodFacts, ReadyCondition, SaFacts, SecretKeys, WebhookFacts,
+    BucketAccessFacts, Facts, PodFacts, ReadyCondition, S3VolumeFacts, SaFacts, SecretKeys,
+    WebhookFacts,
 };
 
 /// What to collect.
@@ -171,8 +172,46 @@ pub async fn collect(client: &kube::Client, scope: &Scope) -> Result<Facts, Coll
         }
     };
 
+    s3_volumes(client, scope, &mut facts).await?;
     secrets(client, &mut facts).await;
     Ok(facts)
+}
+
+/// PersistentVolumes of the Mountpoint for S3 CSI driver (cluster-scoped;
+/// forbidden or not served is a note). With a namespace scope, only the
+/// volumes bound to claims there.
+async fn s3_volumes(
+    client: &kube::Client,
+    scope: &Scope,
+    facts: &mut Facts,
+) -> Result<(), CollectError> {
+    let in_scope = |v: &S3VolumeFacts| match &scope.namespace {
+        Some(ns) => v.claim.as_ref().is_some_and(|(c, _)| c == ns),
+        None => true,
+    };
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let mut found = Vec::new();
+    let mut progress = crate::progress::Progress::new("persistentvolumes", 0);
+    let listed = for_each_page(&pvs, scope.page_size, |pv| {
+        progress.step();
+        found.extend(S3VolumeFacts::from_pv(&pv).filter(in_scope));
+    })
+    .await;
+    progress.finish();
+    match listed {
+        Ok(()) => facts.s3_volumes = Some(found),
+        Err(e) if forbidden_or_missing(&e).is_some() => facts.notes.push(format!(
+            "cannot list persistentvolumes ({}): Mountpoint for S3 CSI volumes not checked",
+            short(&e)
+        )),
+        Err(source) => {
+            return Err(CollectError::List {
+                what: "persistentvolumes",
+                source,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What the policy judgement needs: every BucketAccessPolicy and the

@@ -65,6 +65,53 @@ pub struct PodFacts {
     pub recorded: Recorded,
     pub containers: Vec<ContainerFacts>,
     pub controller: Option<Controller>,
+    /// `spec.volumes[].persistentVolumeClaim.claimName`.
+    pub claims: Vec<String>,
+}
+
+/// The Mountpoint for S3 CSI driver's name in a PersistentVolume.
+pub const S3_CSI_DRIVER: &str = "s3.csi.aws.com";
+
+/// A PersistentVolume of the Mountpoint for S3 CSI driver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3VolumeFacts {
+    pub name: String,
+    /// `volumeAttributes.bucketName`.
+    pub bucket: Option<String>,
+    /// `volumeAttributes.authenticationSource` absent or `driver`: every
+    /// pod mounting it reads S3 as the driver's own IAM identity.
+    pub driver_credentials: bool,
+    /// The bound claim (`spec.claimRef`): namespace, name.
+    pub claim: Option<(String, String)>,
+}
+
+impl S3VolumeFacts {
+    /// `None` for a volume of another driver.
+    pub fn from_pv(pv: &k8s_openapi::api::core::v1::PersistentVolume) -> Option<S3VolumeFacts> {
+        let csi = pv.spec.as_ref()?.csi.as_ref()?;
+        if csi.driver != S3_CSI_DRIVER {
+            return None;
+        }
+        let attr = |k: &str| {
+            csi.volume_attributes
+                .as_ref()
+                .and_then(|a| a.get(k))
+                .cloned()
+        };
+        let source = attr("authenticationSource");
+        let claim = pv
+            .spec
+            .as_ref()?
+            .claim_ref
+            .as_ref()
+            .and_then(|c| Some((c.namespace.clone().unwrap_or_default(), c.name.clone()?)));
+        Some(S3VolumeFacts {
+            name: pv.metadata.name.clone().unwrap_or_default(),
+            bucket: attr("bucketName"),
+            driver_credentials: source.as_deref().is_none_or(|s| s == "driver"),
+            claim,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -140,6 +187,8 @@ pub struct Facts {
     /// The broker's roles in the bucket accounts (`--broker-config`);
     /// `None` when not listed.
     pub roles: Option<Vec<RoleFacts>>,
+    /// Mountpoint for S3 CSI volumes; `None` when PersistentVolumes could not be listed.
+    pub s3_volumes: Option<Vec<S3VolumeFacts>>,
     /// Findings made while collecting (`--with-trust`).
     pub extra: Vec<crate::judge::Finding>,
     /// Things the collection could not look at, said as info findings.
@@ -198,6 +247,13 @@ impl PodFacts {
             recorded,
             containers,
             controller: controller_of(pod),
+            claims: spec
+                .and_then(|s| s.volumes.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.persistent_volume_claim.as_ref())
+                .map(|c| c.claim_name.clone())
+                .collect(),
         }
     }
 

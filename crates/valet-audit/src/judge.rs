@@ -37,6 +37,13 @@ pub enum Kind {
     OutsidePolicy,
     /// A broker role in a bucket account that no BucketAccess explains.
     UnexplainedRole,
+    /// A Mountpoint for S3 CSI volume and the pods mounting it (inventory).
+    S3CsiVolume,
+    /// An S3 CSI volume read with driver-level credentials that pods of
+    /// several namespaces share.
+    SharedDriverCredentials,
+    /// One IAM role behind several ServiceAccounts.
+    SharedRole,
     /// A trust-chain link that FAILs or WARNs (`--with-trust`).
     Trust,
     /// The webhook configuration is missing or lets pods through unmutated.
@@ -55,6 +62,9 @@ impl Kind {
             Kind::BucketaccessNotReady => "bucketaccess-not-ready",
             Kind::OutsidePolicy => "outside-policy",
             Kind::UnexplainedRole => "unexplained-role",
+            Kind::S3CsiVolume => "s3-csi-volume",
+            Kind::SharedDriverCredentials => "shared-driver-credentials",
+            Kind::SharedRole => "shared-role",
             Kind::Trust => "trust",
             Kind::Webhook => "webhook",
             Kind::Unchecked => "unchecked",
@@ -134,6 +144,8 @@ pub fn judge(facts: &Facts) -> Vec<Finding> {
     }
     crate::judge_grants::outside_policies(facts, &mut out);
     crate::judge_grants::unexplained_roles(facts, &mut out);
+    crate::judge_csi::s3_volumes(facts, &mut out);
+    crate::judge_csi::shared_roles(facts, &mut out);
     webhook(facts, &mut out);
     out.extend(facts.extra.iter().cloned());
     for note in &facts.notes {

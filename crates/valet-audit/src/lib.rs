@@ -10,6 +10,7 @@ pub mod collect;
 pub mod dot;
 pub mod facts;
 pub mod judge;
+mod judge_csi;
 mod judge_grants;
 mod judge_keys;
 pub mod progress;

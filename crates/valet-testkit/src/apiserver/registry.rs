@@ -71,6 +71,10 @@ pub fn defaults() -> Vec<ResourceDef> {
         ResourceDef::namespaced("", "v1", "ConfigMap", "configmaps"),
         ResourceDef::namespaced("", "v1", "Service", "services").with_status(),
         ResourceDef::cluster("", "v1", "Node", "nodes").with_status(),
+        // The audit's Mountpoint for S3 CSI inventory.
+        ResourceDef::cluster("", "v1", "PersistentVolume", "persistentvolumes").with_status(),
+        ResourceDef::namespaced("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+            .with_status(),
         ResourceDef::namespaced("apps", "v1", "Deployment", "deployments").with_status(),
         ResourceDef::namespaced("coordination.k8s.io", "v1", "Lease", "leases"),
         ResourceDef::namespaced("events.k8s.io", "v1", "Event", "events"),
