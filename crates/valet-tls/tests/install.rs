@@ -485,26 +485,7 @@ fn kustomize_opt_in_component_selects_only_opted_in_pods() -> anyhow::Result<()>
 
     // An overlay as a user writes it, built by the real kustomize.
     let dir = tempfile::tempdir()?;
-    let overlay = dir.path().join("overlay");
-    std::fs::create_dir(&overlay)?;
-    // kustomize takes relative paths only: up to / from the overlay, then down.
-    let overlay = overlay.canonicalize()?;
-    let up = "../".repeat(overlay.components().count() - 1);
-    let root = root.canonicalize()?;
-    let rel = |p: &str| {
-        format!(
-            "{up}{}/{p}",
-            root.display().to_string().trim_start_matches('/')
-        )
-    };
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
-            rel("manifests/overlays/webhook-only"),
-            rel("manifests/components/opt-in"),
-        ),
-    )?;
+    let overlay = user_overlay(dir.path(), "webhook-only", "opt-in", "")?;
     match render::kubectl_kustomize(&overlay) {
         Some(real) => assert_eq!(object_selector(&real?), object_selector(&ours)),
         None => {
@@ -730,25 +711,8 @@ fn kustomize_network_policy_component_admits_only_the_api_server_and_prometheus(
     assert_eq!(network_policies(&ours), expected);
 
     let dir = tempfile::tempdir()?;
-    std::fs::create_dir(dir.path().join("overlay"))?;
-    // kustomize takes relative paths only: up to / from the overlay, then down.
-    let overlay_dir = dir.path().join("overlay").canonicalize()?;
-    let up = "../".repeat(overlay_dir.components().count() - 1);
-    let root = root.canonicalize()?;
-    let rel = |p: &str| {
-        format!(
-            "{up}{}/{p}",
-            root.display().to_string().trim_start_matches('/')
-        )
-    };
-    std::fs::write(
-        overlay_dir.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\npatches:\n  - target: {{kind: NetworkPolicy, name: storage-valet-webhook}}\n    patch: |-\n      - op: replace\n        path: /spec/ingress/0/from/0/ipBlock/cidr\n        value: 192.168.0.0/16\n",
-            rel("manifests/overlays/full"),
-            rel("manifests/components/network-policy"),
-        ),
-    )?;
+    let patch = "patches:\n  - target: {kind: NetworkPolicy, name: storage-valet-webhook}\n    patch: |-\n      - op: replace\n        path: /spec/ingress/0/from/0/ipBlock/cidr\n        value: 192.168.0.0/16\n";
+    let overlay_dir = user_overlay(dir.path(), "full", "network-policy", patch)?;
     match render::kubectl_kustomize(&overlay_dir) {
         Some(real) => {
             let real = real?;
@@ -764,4 +728,35 @@ fn kustomize_network_policy_component_admits_only_the_api_server_and_prometheus(
         None => println!("note: kubectl not installed; the component was read by the test itself"),
     }
     Ok(())
+}
+
+/// An overlay in `dir` as a user writes it: manifests/overlays/`base` with
+/// manifests/components/`component`, then `extra` kustomization lines.
+fn user_overlay(
+    dir: &std::path::Path,
+    base: &str,
+    component: &str,
+    extra: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let overlay = dir.join("overlay");
+    std::fs::create_dir(&overlay)?;
+    // kustomize takes relative paths only: up to / from the overlay, then down.
+    let overlay = overlay.canonicalize()?;
+    let up = "../".repeat(overlay.components().count() - 1);
+    let root = k8s::repo_root().canonicalize()?;
+    let rel = |p: &str| {
+        format!(
+            "{up}{}/{p}",
+            root.display().to_string().trim_start_matches('/')
+        )
+    };
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n{extra}",
+            rel(&format!("manifests/overlays/{base}")),
+            rel(&format!("manifests/components/{component}")),
+        ),
+    )?;
+    Ok(overlay)
 }
