@@ -257,23 +257,16 @@ async fn run_claims(ctx: Arc<Ctx>) {
     let in_namespace = controller.store();
     controller
         .watches(classes, watcher::Config::default(), move |_| {
-            every
-                .state()
-                .into_iter()
-                .map(|c| ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
+            refs_where(&every, |_| true)
         })
         .watches(
             namespaces,
             watcher::Config::default(),
             move |ns: Namespace| {
                 let name = ns.name_any();
-                in_namespace
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.namespace().as_deref() == Some(name.as_str()))
-                    .map(|c| ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
+                refs_where(&in_namespace, |o| {
+                    o.namespace().as_deref() == Some(name.as_str())
+                })
             },
         )
         .with_config(ControllerConfig::default().concurrency(concurrency))
@@ -284,6 +277,22 @@ async fn run_claims(ctx: Arc<Ctx>) {
             }
         })
         .await;
+}
+
+/// The objects in a controller's store that `keep` selects, for a watch's mapper.
+fn refs_where<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    keep: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| keep(o))
+        .map(|o| ObjectRef::from_obj(&*o))
+        .collect()
 }
 
 async fn run_access(ctx: Arc<Ctx>) {
@@ -300,23 +309,16 @@ async fn run_access(ctx: Arc<Ctx>) {
     let by_claim = controller.store();
     let work = controller
         .watches(policies, watcher::Config::default(), move |_| {
-            every
-                .state()
-                .into_iter()
-                .map(|ba| ObjectRef::from_obj(&*ba))
-                .collect::<Vec<_>>()
+            refs_where(&every, |_| true)
         })
         .watches(
             namespaces,
             watcher::Config::default(),
             move |ns: Namespace| {
                 let name = ns.name_any();
-                in_namespace
-                    .state()
-                    .into_iter()
-                    .filter(|ba| ba.namespace().as_deref() == Some(name.as_str()))
-                    .map(|ba| ObjectRef::from_obj(&*ba))
-                    .collect::<Vec<_>>()
+                refs_where(&in_namespace, |o| {
+                    o.namespace().as_deref() == Some(name.as_str())
+                })
             },
         )
         .watches(
@@ -325,16 +327,11 @@ async fn run_access(ctx: Arc<Ctx>) {
             move |claim: BucketClaim| {
                 let ns = claim.namespace();
                 let name = claim.name_any();
-                by_claim
-                    .state()
-                    .into_iter()
-                    .filter(|ba| ba.namespace() == ns)
-                    .filter(|ba| {
-                        (ba.spec.buckets.iter())
+                refs_where(&by_claim, |ba| {
+                    ba.namespace() == ns
+                        && (ba.spec.buckets.iter())
                             .any(|g| g.bucket_claim_name.as_deref() == Some(name.as_str()))
-                    })
-                    .map(|ba| ObjectRef::from_obj(&*ba))
-                    .collect::<Vec<_>>()
+                })
             },
         )
         .watches(sas, watcher::Config::default(), |sa: ServiceAccount| {
