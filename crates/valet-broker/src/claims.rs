@@ -36,6 +36,12 @@ type Classes = BTreeMap<String, Result<ValidClass, ClassError>>;
 /// Entry point for the claim controller.
 pub async fn reconcile_claim(claim: Arc<BucketClaim>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = claim.namespace().unwrap_or_default();
+    // A claim reconcile that hangs (an S3 call that never returns) fails
+    // liveness like a stuck BucketAccess one.
+    let _in_flight = ctx
+        .metrics
+        .health
+        .reconcile_started(format!("BucketClaim {ns}/{}", claim.name_any()));
     let api: Api<BucketClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let claim = ensure_first_finalizer(&api, claim).await?;
     finalizer(&api, FINALIZER, claim, |event| async {

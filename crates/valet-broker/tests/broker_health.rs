@@ -10,12 +10,13 @@ use std::time::Duration;
 use common::env::*;
 use common::{grant, spec};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use valet_broker::controller::run_with_lease;
 use valet_broker::crd::Access;
 use valet_broker::lease::LeaseLock;
+use valet_buckets::crd::{BucketClaim, BucketClaimSpec};
 use valet_testkit::proxy::FreezingProxy;
 
 const LEASE_NS: &str = "storage-valet";
@@ -214,6 +215,35 @@ async fn a_wedged_reconcile_fails_liveness_and_readiness_follows_the_lease() {
     env.api.set_stall("PATCH", &path, false);
     wait_for("stuck to be Ready", async || ready(&env, "stuck").await).await;
     wait_for("/healthz to recover", async || {
+        (status(&http, &format!("{url}/healthz")).await.0 == 200).then_some(())
+    })
+    .await;
+
+    // The claim controller's reconciles count too: a claim whose first
+    // write hangs fails liveness the same way.
+    let path = format!("/apis/storage-valet.dev/v1alpha1/namespaces/{NS}/bucketclaims/stuck-claim");
+    env.api.set_stall("PATCH", &path, true);
+    let claim = BucketClaim::new(
+        "stuck-claim",
+        BucketClaimSpec {
+            bucket_class_name: "standard".into(),
+        },
+    );
+    Api::<BucketClaim>::namespaced(env.api.client(), NS)
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("create claim");
+    let body = wait_for("/healthz to fail on the claim", async || {
+        let (code, body) = status(&http, &format!("{url}/healthz")).await;
+        (code == 503).then_some(body)
+    })
+    .await;
+    assert!(
+        body.contains("BucketClaim") && body.contains("stuck-claim"),
+        "{body}"
+    );
+    env.api.set_stall("PATCH", &path, false);
+    wait_for("/healthz to recover after the claim", async || {
         (status(&http, &format!("{url}/healthz")).await.0 == 200).then_some(())
     })
     .await;
