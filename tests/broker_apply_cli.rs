@@ -301,6 +301,9 @@ async fn exit_codes_of_broker_apply() {
         let stdout = text(&out.stdout);
         assert_eq!(code(&out), Some(1), "{extra:?}: {stdout}");
         assert!(stdout.contains("trust FAIL"), "{stdout}");
+        // The fix names apply's own switch, not trust check's --fix.
+        assert!(stdout.contains("--create-oidc-provider"), "{stdout}");
+        assert!(!stdout.contains("--fix"), "{stdout}");
     }
     // ... and an issuer nobody answers at.
     let unreachable = OidcIssuer::unreachable_url().unwrap();

@@ -58,6 +58,11 @@ type IssuerLinks = Result<Result<String, String>, TrustVerdict>;
 /// provider should not wait a whole resync period.
 const FAILURE_TTL: Duration = Duration::from_secs(15);
 
+/// The broker's own switch that creates or repairs the IAM OIDC provider
+/// (`broker apply` has no `--fix`).
+const REPAIR_BY_BROKER: &str =
+    "or let the broker do it: --create-oidc-provider, or createOidcProvider: true in --config";
+
 pub struct TrustGate {
     http: OidcHttp,
     issuer: String,
@@ -101,7 +106,8 @@ impl TrustGate {
 
     /// Links 1, 2 (cached), 4 (cached per account) and 5 for `role`.
     pub async fn check(&self, clients: &AccountClients, role: &DesiredRole) -> TrustVerdict {
-        let checker = TrustChecker::new(self.http.clone(), Ok(clients.aws.clone()));
+        let checker = TrustChecker::new(self.http.clone(), Ok(clients.aws.clone()))
+            .with_repair_hint(REPAIR_BY_BROKER);
         let thumbprint = match self.issuer_links(&checker).await {
             Ok(tp) => tp,
             Err(v) => return v,

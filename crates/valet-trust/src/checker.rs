@@ -64,11 +64,27 @@ pub struct TrustChecker {
     /// Clients in the bucket account, or why there are none (links 4-6
     /// fail with it).
     aws: Result<AwsClients, String>,
+    /// How the caller repairs the IAM OIDC provider itself, appended to
+    /// link 4's fix (each command has its own switch for it).
+    repair: &'static str,
 }
+
+/// `valet trust check`'s switch that repairs the provider.
+pub const REPAIR_BY_TRUST_CHECK: &str = "or rerun with --fix";
 
 impl TrustChecker {
     pub fn new(http: OidcHttp, aws: Result<AwsClients, String>) -> TrustChecker {
-        TrustChecker { http, aws }
+        TrustChecker {
+            http,
+            aws,
+            repair: REPAIR_BY_TRUST_CHECK,
+        }
+    }
+
+    /// Names the caller's own way to repair the provider in link 4's fixes.
+    pub fn with_repair_hint(mut self, repair: &'static str) -> TrustChecker {
+        self.repair = repair;
+        self
     }
 
     /// Link 1.
@@ -131,7 +147,9 @@ impl TrustChecker {
             Err(why) => return aws_unavailable(Link::Provider, why),
         };
         match get_provider(aws.iam(), provider).await {
-            Ok(state) => judge_provider(provider, state.as_ref(), audience, thumbprint),
+            Ok(state) => {
+                judge_provider(provider, state.as_ref(), audience, thumbprint, self.repair)
+            }
             Err(message) => LinkResult::fail(
                 Link::Provider,
                 format!("cannot read {}: {message}", provider.arn()),

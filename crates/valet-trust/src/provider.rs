@@ -78,6 +78,7 @@ pub(crate) fn judge_provider(
     state: Option<&ProviderState>,
     audience: &str,
     thumbprint: &Result<String, String>,
+    repair: &str,
 ) -> LinkResult {
     let arn = p.arn();
     let Some(state) = state else {
@@ -89,7 +90,7 @@ pub(crate) fn judge_provider(
             Link::Provider,
             format!("account {} has no IAM OIDC provider {arn}", p.account),
             format!(
-                "in account {}: aws iam create-open-id-connect-provider --url {} --client-id-list {audience}{tp} (or rerun with --fix)",
+                "in account {}: aws iam create-open-id-connect-provider --url {} --client-id-list {audience}{tp} ({repair})",
                 p.account,
                 p.issuer()
             ),
@@ -103,7 +104,7 @@ pub(crate) fn judge_provider(
                 state.client_ids
             ),
             format!(
-                "aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn {arn} --client-id {audience} (or rerun with --fix)"
+                "aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn {arn} --client-id {audience} ({repair})"
             ),
         );
     }
@@ -117,7 +118,7 @@ pub(crate) fn judge_provider(
                     state.thumbprints
                 ),
                 format!(
-                    "aws iam update-open-id-connect-provider-thumbprint --open-id-connect-provider-arn {arn} --thumbprint-list {} (or rerun with --fix)",
+                    "aws iam update-open-id-connect-provider-thumbprint --open-id-connect-provider-arn {arn} --thumbprint-list {} ({repair})",
                     list.join(" ")
                 ),
             );
@@ -225,7 +226,13 @@ mod tests {
             client_ids: vec!["other".into()],
             thumbprints: vec!["aa".into()],
         };
-        let r = judge_provider(&p, Some(&st), "sts.amazonaws.com", &Ok("bb".into()));
+        let r = judge_provider(
+            &p,
+            Some(&st),
+            "sts.amazonaws.com",
+            &Ok("bb".into()),
+            "or rerun with --fix",
+        );
         assert_eq!(r.status, Status::Fail);
         let fix = r.fix.unwrap();
         assert!(
@@ -237,7 +244,13 @@ mod tests {
             client_ids: vec!["sts.amazonaws.com".into()],
             thumbprints: vec!["BB".into()],
         };
-        let r = judge_provider(&p, Some(&st), "sts.amazonaws.com", &Ok("bb".into()));
+        let r = judge_provider(
+            &p,
+            Some(&st),
+            "sts.amazonaws.com",
+            &Ok("bb".into()),
+            "or rerun with --fix",
+        );
         assert_eq!(r.status, Status::Pass, "{r:?}");
     }
 }
