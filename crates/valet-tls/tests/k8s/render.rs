@@ -53,13 +53,18 @@ pub fn kustomize(dir: &Path) -> anyhow::Result<Vec<Value>> {
     Ok(docs)
 }
 
-/// The real kustomize (built into kubectl), when this machine has kubectl.
+/// The real kustomize (built into kubectl), when this machine has kubectl
+/// (always under scripts/test, which sets VALET_TESTS_REQUIRE_KUBECTL).
 pub fn kubectl_kustomize(dir: &Path) -> Option<anyhow::Result<Vec<Value>>> {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .ok()?;
+    let out = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(out) => out,
+        // scripts/test installs kubectl and sets this: in CI the real
+        // kustomize is never skipped.
+        Err(e) if std::env::var_os("VALET_TESTS_REQUIRE_KUBECTL").is_some() => {
+            panic!("kubectl kustomize: {e} (VALET_TESTS_REQUIRE_KUBECTL is set: install kubectl)")
+        }
+        Err(_) => return None,
+    };
     if !out.status.success() {
         return Some(Err(anyhow::anyhow!(
             "kubectl kustomize {}: {}",
