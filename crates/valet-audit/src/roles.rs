@@ -12,7 +12,7 @@ use valet_broker::config::BrokerConfig;
 use valet_broker::iam::IamProbe;
 use valet_broker::naming::role_path;
 use valet_broker::provision::{MANAGED_BY, TAG_CLUSTER, TAG_MANAGED_BY, TAG_NAMESPACE};
-use valet_trust::aws::{AwsClients, AwsConfig};
+use valet_trust::aws::AwsClients;
 
 use crate::facts::{Facts, RoleFacts};
 use crate::progress::Progress;
@@ -39,13 +39,7 @@ pub async fn collect_roles(cfg: BrokerConfig, namespace: Option<&str>, facts: &m
             return;
         }
     };
-    let aws = AwsClients::load(&AwsConfig {
-        region: Some(cfg.region.clone()),
-        iam_endpoint: cfg.endpoints.iam.clone(),
-        sts_endpoint: cfg.endpoints.sts.clone(),
-        credentials: None,
-    })
-    .await;
+    let aws = AwsClients::load(&cfg.aws_config()).await;
     let cluster = cfg.cluster_name.clone();
     let account_ids = accounts_of(&cfg);
     let accounts = Accounts::new(aws, Arc::new(cfg), Arc::new(IamProbe::default()));

@@ -136,6 +136,17 @@ pub enum ConfigError {
 }
 
 impl BrokerConfig {
+    /// The SDK settings of the broker's own credentials (default chain,
+    /// the configured region and endpoints), used by controller, apply and audit.
+    pub fn aws_config(&self) -> valet_trust::aws::AwsConfig {
+        valet_trust::aws::AwsConfig {
+            region: Some(self.region.clone()),
+            iam_endpoint: self.endpoints.iam.clone(),
+            sts_endpoint: self.endpoints.sts.clone(),
+            credentials: None,
+        }
+    }
+
     /// A config with defaults for everything but the three required fields.
     pub fn new(cluster_name: &str, region: &str) -> BrokerConfig {
         BrokerConfig {

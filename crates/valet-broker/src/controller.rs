@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tracing::{info, warn};
 use valet_trust::OidcHttp;
-use valet_trust::aws::{AwsClients, AwsConfig};
+use valet_trust::aws::AwsClients;
 
 use crate::access_policy::BucketAccessPolicy;
 use valet_buckets::crd::{BucketClaim, BucketClass};
@@ -68,13 +68,7 @@ impl BrokerParts {
             None => OidcHttp::new(Vec::new()),
         }
         .map_err(|e| StartError::Http(e.to_string()))?;
-        let aws = AwsClients::load(&AwsConfig {
-            region: Some(cfg.region.clone()),
-            iam_endpoint: cfg.endpoints.iam.clone(),
-            sts_endpoint: cfg.endpoints.sts.clone(),
-            credentials: None,
-        })
-        .await;
+        let aws = AwsClients::load(&cfg.aws_config()).await;
         Ok(BrokerParts::new(cfg, issuer, aws, http))
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 use valet_trust::OidcHttp;
-use valet_trust::aws::{AwsClients, AwsConfig};
+use valet_trust::aws::AwsClients;
 
 use crate::accounts::Accounts;
 use crate::config::BrokerConfig;
@@ -150,13 +150,7 @@ pub async fn run_apply(cfg: BrokerConfig, args: ApplyOptions) -> Result<ExitCode
         None => OidcHttp::new(Vec::new()),
     }
     .map_err(|e| crate::controller::StartError::Http(e.to_string()))?;
-    let aws = AwsClients::load(&AwsConfig {
-        region: Some(cfg.region.clone()),
-        iam_endpoint: cfg.endpoints.iam.clone(),
-        sts_endpoint: cfg.endpoints.sts.clone(),
-        credentials: None,
-    })
-    .await;
+    let aws = AwsClients::load(&cfg.aws_config()).await;
     let cfg = Arc::new(cfg);
     let accounts = Accounts::new(aws, cfg.clone(), Arc::new(IamProbe::default()));
     let ttl = Duration::from_secs(3600);

@@ -14,29 +14,6 @@ use valet_broker::controller::run_with_lease;
 use valet_broker::crd::Access;
 use valet_broker::lease::LeaseLock;
 
-const LEASE_NS: &str = "storage-valet";
-
-async fn holder(env: &Env) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(env.api.client(), LEASE_NS);
-    leases
-        .get_opt("broker")
-        .await
-        .ok()
-        .flatten()?
-        .spec?
-        .holder_identity
-}
-
-async fn ready(env: &Env, name: &str) -> Option<()> {
-    let ba = env.get(name).await?;
-    let ok = ba
-        .status?
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    ok.then_some(())
-}
-
 #[tokio::test]
 async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     let env = Env::new("ctl-lease").await;
@@ -57,7 +34,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
         let _ = stopped_a.await;
     }));
     wait_for("replica-a to lead", async || {
-        (holder(&env).await.as_deref() == Some("replica-a")).then_some(())
+        (env.lease_holder().await.as_deref() == Some("replica-a")).then_some(())
     })
     .await;
     let (stop_b, stopped_b) = oneshot::channel::<()>();
@@ -70,7 +47,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
         spec("first", vec![grant("acme-media", None, None, Access::Read)]),
     )
     .await;
-    wait_for("first to be Ready", async || ready(&env, "first").await).await;
+    wait_for("first to be Ready", async || env.ready("first").await).await;
     assert!(
         parts_a.accounts.probe().counts().total() > 0,
         "the leader reconciled"
@@ -80,7 +57,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
         0,
         "the follower made no IAM call"
     );
-    assert_eq!(holder(&env).await.as_deref(), Some("replica-a"));
+    assert_eq!(env.lease_holder().await.as_deref(), Some("replica-a"));
 
     // The admin port reports it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -125,7 +102,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
     let _ = stop_a.send(());
     a.await.unwrap();
     wait_for("replica-b to lead", async || {
-        (holder(&env).await.as_deref() == Some("replica-b")).then_some(())
+        (env.lease_holder().await.as_deref() == Some("replica-b")).then_some(())
     })
     .await;
     env.create(
@@ -136,7 +113,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
         ),
     )
     .await;
-    wait_for("second to be Ready", async || ready(&env, "second").await).await;
+    wait_for("second to be Ready", async || env.ready("second").await).await;
     assert!(
         parts_b.accounts.probe().counts().total() > 0,
         "the new leader reconciled"
@@ -144,7 +121,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
 
     let _ = stop_b.send(());
     b.await.unwrap();
-    assert_eq!(holder(&env).await, None, "released on shutdown");
+    assert_eq!(env.lease_holder().await, None, "released on shutdown");
 }
 
 #[tokio::test]
@@ -182,7 +159,7 @@ async fn a_held_lease_is_not_taken_until_it_expires() {
         b.try_acquire().await.unwrap(),
         "an expired lease is taken over"
     );
-    assert_eq!(holder(&env).await.as_deref(), Some("b"));
+    assert_eq!(env.lease_holder().await.as_deref(), Some("b"));
     let lease = leases.get("broker").await.unwrap();
     assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
     assert!(

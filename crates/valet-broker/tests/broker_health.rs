@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::env::*;
 use common::{grant, spec};
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -18,29 +17,6 @@ use valet_broker::crd::Access;
 use valet_broker::lease::LeaseLock;
 use valet_buckets::crd::{BucketClaim, BucketClaimSpec};
 use valet_testkit::proxy::FreezingProxy;
-
-const LEASE_NS: &str = "storage-valet";
-
-async fn holder(env: &Env) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(env.api.client(), LEASE_NS);
-    leases
-        .get_opt("broker")
-        .await
-        .ok()
-        .flatten()?
-        .spec?
-        .holder_identity
-}
-
-async fn ready(env: &Env, name: &str) -> Option<()> {
-    let ba = env.get(name).await?;
-    let ok = ba
-        .status?
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    ok.then_some(())
-}
 
 #[tokio::test]
 async fn a_leader_whose_renewal_hangs_steps_down_before_another_takes_over() {
@@ -64,7 +40,7 @@ async fn a_leader_whose_renewal_hangs_steps_down_before_another_takes_over() {
         },
     ));
     wait_for("replica-a to lead", async || {
-        (holder(&env).await.as_deref() == Some("replica-a")).then_some(())
+        (env.lease_holder().await.as_deref() == Some("replica-a")).then_some(())
     })
     .await;
     let (stop_b, stopped_b) = oneshot::channel::<()>();
@@ -80,7 +56,7 @@ async fn a_leader_whose_renewal_hangs_steps_down_before_another_takes_over() {
         spec("first", vec![grant("acme-media", None, None, Access::Read)]),
     )
     .await;
-    wait_for("first to be Ready", async || ready(&env, "first").await).await;
+    wait_for("first to be Ready", async || env.ready("first").await).await;
     assert_eq!(parts_b.accounts.probe().counts().total(), 0);
 
     // A's renewals now hang. It must stop reconciling (leader gauge 0)
@@ -92,7 +68,7 @@ async fn a_leader_whose_renewal_hangs_steps_down_before_another_takes_over() {
         if a_stepped_down.is_none() && parts_a.metrics.leader.get() == 0 {
             a_stepped_down = Some(frozen.elapsed());
         }
-        if holder(&env).await.as_deref() == Some("replica-b") {
+        if env.lease_holder().await.as_deref() == Some("replica-b") {
             break frozen.elapsed();
         }
         assert!(
@@ -119,7 +95,7 @@ async fn a_leader_whose_renewal_hangs_steps_down_before_another_takes_over() {
         ),
     )
     .await;
-    wait_for("second to be Ready", async || ready(&env, "second").await).await;
+    wait_for("second to be Ready", async || env.ready("second").await).await;
     assert!(
         parts_b.accounts.probe().counts().total() > 0,
         "B reconciled"
@@ -213,7 +189,7 @@ async fn a_wedged_reconcile_fails_liveness_and_readiness_follows_the_lease() {
 
     // Unwedged: the reconcile finishes and liveness recovers.
     env.api.set_stall("PATCH", &path, false);
-    wait_for("stuck to be Ready", async || ready(&env, "stuck").await).await;
+    wait_for("stuck to be Ready", async || env.ready("stuck").await).await;
     wait_for("/healthz to recover", async || {
         (status(&http, &format!("{url}/healthz")).await.0 == 200).then_some(())
     })

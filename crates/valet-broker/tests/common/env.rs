@@ -27,6 +27,8 @@ pub const NS: &str = "team-a";
 pub const EXTERNAL_ID: &str = "valet-ext-7";
 /// The BucketAccessPolicy every Env starts with.
 pub const ALLOW_ALL: &str = "allow-all-for-tests";
+/// Namespace of the broker's Lease in the controller tests.
+pub const LEASE_NS: &str = "storage-valet";
 
 pub fn fresh_account() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
@@ -177,6 +179,30 @@ impl Env {
             .create(&PostParams::default(), &ba)
             .await
             .expect("create BucketAccess")
+    }
+
+    /// Who holds the broker's Lease (in `LEASE_NS`), if anyone.
+    pub async fn lease_holder(&self) -> Option<String> {
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.api.client(), LEASE_NS);
+        leases
+            .get_opt("broker")
+            .await
+            .ok()
+            .flatten()?
+            .spec?
+            .holder_identity
+    }
+
+    /// `Some` once BucketAccess `name` is Ready=True (for `wait_for`).
+    pub async fn ready(&self, name: &str) -> Option<()> {
+        let ba = self.get(name).await?;
+        let ok = ba
+            .status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ok.then_some(())
     }
 
     pub async fn get(&self, name: &str) -> Option<BucketAccess> {
