@@ -60,6 +60,14 @@ pub enum RunError {
     Apply(#[from] crate::apply::ApplyError),
     #[error("admin port: {0}")]
     Admin(String),
+    #[error("cannot write the plan to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
+}
+
+/// The plan and its outcome on stdout; a reader that left (`| head`) ends
+/// the output, not the apply.
+fn say(text: &str) -> Result<(), RunError> {
+    valet_core::out::print(text).map_err(RunError::Stdout)
 }
 
 /// `valet broker`: runs until SIGTERM or Ctrl-C.
@@ -157,15 +165,15 @@ pub async fn run_apply(cfg: BrokerConfig, args: ApplyOptions) -> Result<ExitCode
     // Planning never writes: the provider is created (when allowed) only after the plan is shown.
     let gate = TrustGate::new(http.clone(), &issuer, &cfg.audience, false, ttl);
     let mut items = crate::apply::plan_all(&sources, &accounts, &gate).await;
-    print!("{}", crate::apply::render_plan(&items));
+    say(&crate::apply::render_plan(&items))?;
     if args.dry_run {
-        println!("Dry run: nothing applied.");
+        say("Dry run: nothing applied.\n")?;
         return Ok(ExitCode::from(crate::apply::exit_code(&items, false)));
     }
     // All or nothing: one refused or unplannable object stops the apply
     // before the first write, so a pipeline never half-applies a change.
     if items.iter().any(|i| i.outcome.is_err()) {
-        println!("Nothing applied: fix the objects marked `! error` above and run again.");
+        say("Nothing applied: fix the objects marked `! error` above and run again.\n")?;
         return Ok(ExitCode::from(crate::apply::exit_code(&items, false)));
     }
     if cfg.create_oidc_provider {
@@ -176,11 +184,11 @@ pub async fn run_apply(cfg: BrokerConfig, args: ApplyOptions) -> Result<ExitCode
             }
             if let Ok(clients) = accounts.get(&planned.plan.role.account).await {
                 let v = creator.check(&clients, &planned.plan.role).await;
-                println!(
-                    "trust {}: {}",
+                say(&format!(
+                    "trust {}: {}\n",
                     if v.ok { "repaired" } else { "still FAIL" },
                     v.message
-                );
+                ))?;
                 // A repaired link no longer counts against the run.
                 planned.trust = v;
             }
@@ -189,10 +197,10 @@ pub async fn run_apply(cfg: BrokerConfig, args: ApplyOptions) -> Result<ExitCode
     let mut execute_failed = false;
     for line in crate::apply::execute_all(&items, &accounts).await {
         match line {
-            Ok(l) => println!("applied {l}"),
+            Ok(l) => say(&format!("applied {l}\n"))?,
             Err(e) => {
                 execute_failed = true;
-                println!("failed {e}");
+                say(&format!("failed {e}\n"))?;
             }
         }
     }
