@@ -216,10 +216,24 @@ async fn exit_codes_of_broker_apply() {
     let account = "444400000001";
     let cfg = s.write_config("ok.yaml", &s.config(account, &s.oidc.url(), true));
     let file = s.write("permitted.yaml", &permitted());
+    // The dry run shows the provider it would create, and passes: with
+    // createOidcProvider the missing provider is a planned change, not a
+    // failing link. Nothing is made.
+    let out = s.apply(&cfg, &file, &["--dry-run"]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("IAM OIDC provider in account {account}\n  + create or repair arn:aws:iam::{account}:oidc-provider/")),
+        "{stdout}"
+    );
+    assert!(s.roles(account).await.is_empty(), "a dry run made a role");
     let out = s.apply(&cfg, &file, &[]).await;
     let stdout = text(&out.stdout);
     assert_eq!(code(&out), Some(0), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("applied team-a/media"), "{stdout}");
+    assert!(
+        stdout.contains("applied BucketAccess team-a/media"),
+        "{stdout}"
+    );
     let roles = s.roles(account).await;
     assert!(
         roles.len() == 1 && roles[0].contains("media"),

@@ -315,6 +315,7 @@ async fn cleanup(claim: &BucketClaim, ctx: &Ctx) -> Result<Action, Error> {
 /// A grant by claim waits for its claim (the BucketAccess's conditions say so).
 pub const CLAIM_NOT_READY: &str = "BucketClaimNotReady";
 pub const CLAIM_IN_OTHER_ACCOUNT: &str = "BucketClaimInOtherAccount";
+pub const CLAIM_IN_OTHER_REGION: &str = "BucketClaimInOtherRegion";
 
 /// Why a spec's grants by claim cannot be used yet: (reason, message).
 pub type Waiting = (&'static str, String);
@@ -339,9 +340,9 @@ pub(crate) async fn resolve_grants(
         .await?
         .and_then(|n| n.metadata.labels)
         .unwrap_or_default();
-    let mut claim_account: Option<String> = None;
-    for (index, grant) in spec.buckets.iter_mut().enumerate() {
-        let Some(claim_name) = grant.claim.clone() else {
+    let mut claimed = ClaimedBuckets::default();
+    for index in 0..spec.buckets.len() {
+        let Some(claim_name) = spec.buckets[index].claim.clone() else {
             continue;
         };
         let where_ = format!("spec.buckets[{index}].bucketClaimName {claim_name}");
@@ -381,22 +382,72 @@ pub(crate) async fn resolve_grants(
             }
         };
         keep_provisioned_name(&mut desired, claim.status.as_ref());
-        let wanted = spec.bucket_account.as_ref().or(claim_account.as_ref());
-        if let Some(acct) = wanted.filter(|a| **a != desired.account) {
-            return Ok(Err((
+        if let Err(waiting) = claimed.add(
+            &mut spec.buckets[index],
+            spec.bucket_account.as_deref(),
+            &where_,
+            &claim.spec.bucket_class_name,
+            &desired,
+        ) {
+            return Ok(Err(waiting));
+        }
+    }
+    claimed.finish(&mut spec);
+    Ok(Ok(spec))
+}
+
+/// Where the buckets granted by claim are: one BucketAccess grants in one
+/// account, and its ServiceAccount names one bucket region. Pure, shared by
+/// the controller and `valet broker apply`.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimedBuckets {
+    account: Option<String>,
+    region: Option<String>,
+}
+
+impl ClaimedBuckets {
+    /// Points `grant` (by claim, described by `where_`) at the claim's bucket.
+    pub(crate) fn add(
+        &mut self,
+        grant: &mut crate::crd::ValidGrant,
+        spec_account: Option<&str>,
+        where_: &str,
+        class: &str,
+        bucket: &DesiredBucket,
+    ) -> Result<(), Waiting> {
+        let wanted = spec_account.or(self.account.as_deref());
+        if let Some(acct) = wanted.filter(|a| *a != bucket.account) {
+            return Err((
                 CLAIM_IN_OTHER_ACCOUNT,
                 format!(
                     "{where_}: the claim's bucket is in account {}, this BucketAccess grants in {acct} (one BucketAccess grants in one account: split it, or drop spec.bucketAccount)",
-                    desired.account
+                    bucket.account
                 ),
-            )));
+            ));
         }
-        claim_account = Some(desired.account.clone());
-        grant.name = desired.name;
-        grant.bucket_class = Some(claim.spec.bucket_class_name.clone());
+        if let Some(region) = self.region.as_deref().filter(|r| *r != bucket.region) {
+            return Err((
+                CLAIM_IN_OTHER_REGION,
+                format!(
+                    "{where_}: the claim's bucket is in region {}, another claimed bucket of this BucketAccess in {region}, and a ServiceAccount names one bucket region (split it into one BucketAccess per region)",
+                    bucket.region
+                ),
+            ));
+        }
+        self.account = Some(bucket.account.clone());
+        self.region = Some(bucket.region.clone());
+        grant.name.clone_from(&bucket.name);
+        grant.bucket_class = Some(class.to_string());
+        Ok(())
     }
-    if spec.bucket_account.is_none() {
-        spec.bucket_account = claim_account;
+
+    /// The spec's account (when it names none) and bucket region.
+    pub(crate) fn finish(self, spec: &mut crate::crd::ValidSpec) {
+        if spec.bucket_account.is_none() {
+            spec.bucket_account = self.account;
+        }
+        if self.region.is_some() {
+            spec.region = self.region;
+        }
     }
-    Ok(Ok(spec))
 }

@@ -171,6 +171,9 @@ pub struct ValidSpec {
     pub bucket_account: Option<String>,
     pub buckets: Vec<ValidGrant>,
     pub suspended: bool,
+    /// The region of the buckets granted by claim (their class's), which
+    /// the ServiceAccount's `bucket-region` names; `None`: the account's.
+    pub region: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -306,6 +309,7 @@ impl BucketAccessSpec {
             bucket_account: self.bucket_account.clone(),
             buckets: out,
             suspended: self.suspended,
+            region: None,
         })
     }
 }

@@ -178,6 +178,20 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// The role already existed (so any step is drift repair).
     pub existed: bool,
+    /// The documents IAM holds now, for the plan's diffs.
+    pub found: Found,
+}
+
+/// A role's policy documents as IAM holds them (`None`: absent, or not
+/// readable as a policy, which the plan replaces).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Found {
+    pub trust: Option<serde_json::Value>,
+    pub access: Option<serde_json::Value>,
+}
+
+fn as_json(doc: &PolicyDocument) -> Option<serde_json::Value> {
+    serde_json::to_value(doc).ok()
 }
 
 /// Proves the role is ours by path and every ownership tag.
@@ -227,6 +241,7 @@ pub async fn plan(iam: &Iam, role: DesiredRole) -> Result<Plan, ProvisionError> 
             role,
             steps: vec![Step::CreateRole, Step::PutAccessPolicy],
             existed: false,
+            found: Found::default(),
         });
     };
     check_owner(&role, &found)?;
@@ -243,10 +258,18 @@ pub async fn plan(iam: &Iam, role: DesiredRole) -> Result<Plan, ProvisionError> 
     if !matches!(&policy, Some(Ok(doc)) if doc.same_as(&role.access)) {
         steps.push(Step::PutAccessPolicy);
     }
+    let found = Found {
+        trust: found.trust.as_ref().ok().and_then(as_json),
+        access: policy
+            .as_ref()
+            .and_then(|p| p.as_ref().ok())
+            .and_then(as_json),
+    };
     Ok(Plan {
         role,
         steps,
         existed: true,
+        found,
     })
 }
 
@@ -258,21 +281,26 @@ pub async fn plan_revoke(iam: &Iam, role: DesiredRole) -> Result<Plan, Provision
             role,
             steps: Vec::new(),
             existed: false,
+            found: Found::default(),
         });
     };
     check_owner(&role, &found)?;
-    let has_policy = iam
-        .get_role_policy(&role.name, INLINE_POLICY_NAME)
-        .await?
-        .is_some();
+    let policy = iam.get_role_policy(&role.name, INLINE_POLICY_NAME).await?;
     Ok(Plan {
-        role,
-        steps: if has_policy {
+        steps: if policy.is_some() {
             vec![Step::RevokeAccess]
         } else {
             Vec::new()
         },
         existed: true,
+        found: Found {
+            trust: found.trust.as_ref().ok().and_then(as_json),
+            access: policy
+                .as_ref()
+                .and_then(|p| p.as_ref().ok())
+                .and_then(as_json),
+        },
+        role,
     })
 }
 

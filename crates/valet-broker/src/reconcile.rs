@@ -19,11 +19,9 @@ use crate::crd::{BucketAccess, ValidSpec};
 use crate::guard::{self, Gate};
 use crate::provision::{self, DesiredRole, ProvisionError, Removed, Step};
 use crate::status::*;
-use crate::trust_gate::{TrustGate, TrustVerdict};
+use crate::trust_gate::{PROVIDER_INVALID, TrustGate, TrustVerdict};
 
 pub const FINALIZER: &str = "storage-valet.dev/cleanup";
-/// The trust gate's reason for a missing or wrong IAM OIDC provider.
-const PROVIDER_INVALID: &str = "OidcProviderInvalid";
 /// Requeue after a failure a retry can fix (throttling, endpoint down).
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(20);
 
@@ -442,6 +440,7 @@ async fn cleanup(ba: &BucketAccess, ctx: &Ctx) -> Result<Action, Error> {
         bucket_account: ba.spec.bucket_account.clone(),
         buckets: Vec::new(),
         suspended: ba.spec.suspended,
+        region: None,
     };
     match provision::desired_role(&ctx.cfg, ctx.trust.issuer(), &ns, &name, &spec) {
         Ok(role) => remove_role(ba, ctx, &role).await?,

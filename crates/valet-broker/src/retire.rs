@@ -52,6 +52,7 @@ pub(crate) async fn retire_previous_role(
         bucket_account: Some(old.account_id().to_string()),
         buckets: Vec::new(),
         suspended: false,
+        region: None,
     };
     let Ok(previous) = provision::desired_role(&ctx.cfg, ctx.trust.issuer(), &ns, &name, &spec)
     else {

@@ -45,6 +45,8 @@ pub struct ApplyOptions {
     pub files: Vec<PathBuf>,
     /// Print the plan and stop: no write to AWS.
     pub dry_run: bool,
+    /// Write the annotated ServiceAccount manifests here (for GitOps).
+    pub write_service_accounts: Option<PathBuf>,
     pub oidc_ca: CaPem,
 }
 
@@ -62,6 +64,10 @@ pub enum RunError {
     Admin(String),
     #[error("cannot write the plan to stdout: {0}")]
     Stdout(#[source] std::io::Error),
+    #[error(
+        "cannot write the ServiceAccount manifests into {dir} (check --write-service-accounts): {source}"
+    )]
+    WriteServiceAccounts { dir: String, source: std::io::Error },
 }
 
 /// The plan and its outcome on stdout; a reader that left (`| head`) ends
@@ -164,38 +170,30 @@ pub async fn run_apply(cfg: BrokerConfig, args: ApplyOptions) -> Result<ExitCode
     let ttl = Duration::from_secs(3600);
     // Planning never writes: the provider is created (when allowed) only after the plan is shown.
     let gate = TrustGate::new(http.clone(), &issuer, &cfg.audience, false, ttl);
-    let mut items = crate::apply::plan_all(&sources, &accounts, &gate).await;
-    say(&crate::apply::render_plan(&items))?;
+    let mut plans = crate::apply::plan_all(&sources, &accounts, &gate).await;
+    say(&crate::apply::render_plan(&plans))?;
     if args.dry_run {
         say("Dry run: nothing applied.\n")?;
-        return Ok(ExitCode::from(crate::apply::exit_code(&items, false)));
+        let code = plans.exit_code(false);
+        if code == 0 {
+            write_service_accounts(&plans, args.write_service_accounts.as_deref())?;
+        }
+        return Ok(ExitCode::from(code));
     }
     // All or nothing: one refused or unplannable object stops the apply
     // before the first write, so a pipeline never half-applies a change.
-    if items.iter().any(|i| i.outcome.is_err()) {
+    if plans.has_errors() {
         say("Nothing applied: fix the objects marked `! error` above and run again.\n")?;
-        return Ok(ExitCode::from(crate::apply::exit_code(&items, false)));
+        return Ok(ExitCode::from(plans.exit_code(false)));
     }
-    if cfg.create_oidc_provider {
+    if !plans.providers.is_empty() {
         let creator = TrustGate::new(http, &issuer, &cfg.audience, true, ttl);
-        for planned in items.iter_mut().filter_map(|i| i.outcome.as_mut().ok()) {
-            if planned.trust.ok {
-                continue;
-            }
-            if let Ok(clients) = accounts.get(&planned.plan.role.account).await {
-                let v = creator.check(&clients, &planned.plan.role).await;
-                say(&format!(
-                    "trust {}: {}\n",
-                    if v.ok { "repaired" } else { "still FAIL" },
-                    v.message
-                ))?;
-                // A repaired link no longer counts against the run.
-                planned.trust = v;
-            }
+        for line in crate::apply::make_providers(&mut plans, &accounts, &creator).await {
+            say(&format!("{line}\n"))?;
         }
     }
     let mut execute_failed = false;
-    for line in crate::apply::execute_all(&items, &accounts).await {
+    for line in crate::apply::execute_all(&plans, &accounts).await {
         match line {
             Ok(l) => say(&format!("applied {l}\n"))?,
             Err(e) => {
@@ -204,8 +202,29 @@ pub async fn run_apply(cfg: BrokerConfig, args: ApplyOptions) -> Result<ExitCode
             }
         }
     }
-    Ok(ExitCode::from(crate::apply::exit_code(
-        &items,
-        execute_failed,
-    )))
+    let code = plans.exit_code(execute_failed);
+    if code == 0 {
+        write_service_accounts(&plans, args.write_service_accounts.as_deref())?;
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// `--write-service-accounts DIR`: only for a run that succeeded (or a dry
+/// run that would), so GitOps never receives an annotation for a role that
+/// was refused.
+fn write_service_accounts(
+    plans: &crate::apply::Plans,
+    dir: Option<&std::path::Path>,
+) -> Result<(), RunError> {
+    let Some(dir) = dir else { return Ok(()) };
+    let written = crate::apply::write_service_accounts(plans, dir).map_err(|source| {
+        RunError::WriteServiceAccounts {
+            dir: dir.display().to_string(),
+            source,
+        }
+    })?;
+    for path in written {
+        say(&format!("wrote {}\n", path.display()))?;
+    }
+    Ok(())
 }

@@ -98,7 +98,8 @@ fn bucket_value(name: &str, prefix: Option<&str>) -> String {
 }
 
 /// Annotations the broker owns on the ServiceAccount, with their values
-/// (`None`: the key must be absent).
+/// (`None`: the key must be absent). `region` is the bucket account's,
+/// used unless the spec's claimed buckets name their own.
 pub fn service_account_annotations(
     annotation_prefix: &str,
     role_arn: &str,
@@ -126,6 +127,8 @@ pub fn service_account_annotations(
     };
     out.insert(ANN_BUCKET.to_string(), single);
     out.insert(ANN_BUCKETS.to_string(), list);
+    // A claimed bucket is in its class's region, not the account's.
+    let region = spec.region.as_deref().unwrap_or(region);
     out.insert(ANN_BUCKET_REGION.to_string(), Some(region.to_string()));
     out.insert(ANN_OWNER.to_string(), Some(owner.to_string()));
     out

@@ -54,6 +54,9 @@ impl TrustVerdict {
 /// or the failing verdict.
 type IssuerLinks = Result<Result<String, String>, TrustVerdict>;
 
+/// The verdict's reason when link 4 (the IAM OIDC provider) fails.
+pub const PROVIDER_INVALID: &str = "OidcProviderInvalid";
+
 /// A failure is re-checked sooner than a success: a fixed issuer or
 /// provider should not wait a whole resync period.
 const FAILURE_TTL: Duration = Duration::from_secs(15);
@@ -102,6 +105,15 @@ impl TrustGate {
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The IAM OIDC provider `role`'s trust policy names.
+    pub fn provider_arn(&self, role: &DesiredRole) -> String {
+        ProviderRef::new(partition_of(&role.arn), &role.account, &self.issuer).arn()
     }
 
     /// Links 1, 2 (cached), 4 (cached per account) and 5 for `role`.
@@ -194,8 +206,8 @@ impl TrustGate {
                 Err(e) => link.reason.push_str(&format!("; creating it failed: {e}")),
             }
         }
-        let verdict = (link.status == Status::Fail)
-            .then(|| TrustVerdict::from_link(&link, "OidcProviderInvalid"));
+        let verdict =
+            (link.status == Status::Fail).then(|| TrustVerdict::from_link(&link, PROVIDER_INVALID));
         cache.insert(clients.account.clone(), (Instant::now(), verdict.clone()));
         verdict
     }

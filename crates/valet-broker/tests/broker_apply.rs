@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::env::*;
-use valet_broker::apply::{execute_all, plan_all, read_sources, render_plan};
+use valet_broker::apply::{execute_all, make_providers, plan_all, read_sources, render_plan};
 use valet_broker::trust_gate::TrustGate;
 use valet_trust::OidcHttp;
 
@@ -61,8 +61,8 @@ async fn plans_first_then_applies_then_has_nothing_to_do() {
     let accounts = &env.parts.accounts;
 
     let before = env.counts();
-    let items = plan_all(&sources, accounts, &gate).await;
-    let plan = render_plan(&items);
+    let mut plans = plan_all(&sources, accounts, &gate).await;
+    let plan = render_plan(&plans);
     assert_eq!(
         env.counts().since(&before).writes(),
         0,
@@ -76,16 +76,34 @@ async fn plans_first_then_applies_then_has_nothing_to_do() {
         "eks.amazonaws.com/role-arn: arn:aws:iam::",
         "BucketAccess team-b/broken",
         "! error: spec.buckets[0]",
-        "trust FAIL",
-        "Plan: 2 change(s) to 2 object(s), 1 error(s).",
+        // createOidcProvider: the missing provider is a change of the plan.
+        "IAM OIDC provider in account",
+        "+ create or repair arn:aws:iam::",
+        "trust waits for the OIDC provider above",
+        "Plan: 3 change(s) to 2 object(s), 1 error(s).",
     ] {
         assert!(plan.contains(needle), "{needle:?} missing from:\n{plan}");
     }
 
-    let results = execute_all(&items, accounts).await;
+    let http = OidcHttp::with_ca_pem(env.oidc.ca_pem().as_bytes(), "test CA").unwrap();
+    let creator = TrustGate::new(
+        http,
+        &env.oidc.url(),
+        "sts.amazonaws.com",
+        true,
+        Duration::from_secs(60),
+    );
+    let checked = make_providers(&mut plans, accounts, &creator).await;
+    assert!(
+        checked.len() == 1 && checked[0].starts_with("trust repaired"),
+        "{checked:?}"
+    );
+    let results = execute_all(&plans, accounts).await;
     assert_eq!(results.len(), 1);
     assert!(results[0].is_ok(), "{results:?}");
 
+    // The planning gate remembers the provider missing; a new run would not.
+    gate.forget().await;
     let before = env.counts();
     let again = render_plan(&plan_all(&sources, accounts, &gate).await);
     assert!(again.contains("= no changes"), "{again}");
@@ -132,14 +150,14 @@ async fn refused_objects_and_typos_touch_no_aws() {
         Duration::from_secs(60),
     );
     let before = env.counts();
-    let items = plan_all(&inputs, &env.parts.accounts, &gate).await;
-    let plan = render_plan(&items);
+    let plans = plan_all(&inputs, &env.parts.accounts, &gate).await;
+    let plan = render_plan(&plans);
     assert_eq!(
         env.counts().since(&before).total(),
         0,
         "no IAM call: {plan}"
     );
-    let err = items[0].outcome.as_ref().err().expect("refused");
+    let err = plans.accesses[0].outcome.as_ref().err().expect("refused");
     assert!(
         matches!(err, valet_broker::apply::ItemError::Refused(_)),
         "a refusal exits 1, not 2: {err:?}"

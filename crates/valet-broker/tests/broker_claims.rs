@@ -564,7 +564,14 @@ async fn a_grant_by_claim_waits_until_the_claim_is_ready_then_uses_its_bucket_an
         )
         .await
         .expect("policy");
-    add_class(&env, "standard", r#"namespaces: ["team-*"]"#).await;
+    // The class puts its buckets in a region of its own, not the account's
+    // (eu-west-1): the ServiceAccount must name the bucket's.
+    add_class(
+        &env,
+        "standard",
+        "namespaces: [\"team-*\"]\nregion: eu-central-1",
+    )
+    .await;
     let spec: valet_broker::crd::BucketAccessSpec = serde_json::from_value(serde_json::json!({
         "serviceAccountName": "media-app",
         "buckets": [{"bucketClaimName": "media", "alias": "media", "access": "readwrite"}]
@@ -632,5 +639,12 @@ async fn a_grant_by_claim_waits_until_the_claim_is_ready_then_uses_its_bucket_an
         Some(format!("media={bucket}").as_str()),
         "{:?}",
         sa.annotations()
+    );
+    assert_eq!(
+        sa.annotations()
+            .get("storage-valet.dev/bucket-region")
+            .map(String::as_str),
+        Some("eu-central-1"),
+        "the claimed bucket's region, not the account's"
     );
 }

@@ -11,6 +11,7 @@ fn spec(buckets: Vec<ValidGrant>) -> ValidSpec {
         bucket_account: None,
         buckets,
         suspended: false,
+        region: None,
     }
 }
 

@@ -243,44 +243,31 @@ fn sse_name(sse: &Sse) -> &str {
 
 /// A line diff of two pretty-printed JSON documents.
 fn write_diff(f: &mut fmt::Formatter<'_>, from: Option<&Value>, to: &Value) -> fmt::Result {
-    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    let old = from.map(pretty).unwrap_or_default();
-    let new = pretty(to);
-    for line in diff_lines(&old, &new) {
+    for line in json_diff_lines(from, Some(to)) {
         write!(f, "\n    {line}")?;
     }
     Ok(())
 }
 
-/// `-`/`+`/` ` lines from a longest-common-subsequence diff (policies are small).
-pub fn diff_lines(old: &str, new: &str) -> Vec<String> {
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
+/// `-`/`+`/` ` lines turning the pretty-printed `from` into `to` (an
+/// absent document has no lines).
+pub fn json_diff_lines(from: Option<&Value>, to: Option<&Value>) -> Vec<String> {
+    let pretty = |v: Option<&Value>| {
+        v.map(|v| serde_json::to_string_pretty(v).unwrap_or_default() + "\n")
+            .unwrap_or_default()
+    };
+    let (old, new) = (pretty(from), pretty(to));
+    similar::TextDiff::from_lines(&old, &new)
+        .iter_all_changes()
+        .map(|c| {
+            let sign = match c.tag() {
+                similar::ChangeTag::Delete => '-',
+                similar::ChangeTag::Insert => '+',
+                similar::ChangeTag::Equal => ' ',
             };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out.push(format!("  {}", a[i]));
-            i += 1;
-            j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
-            out.push(format!("- {}", a[i]));
-            i += 1;
-        }
-    }
-    out
+            format!("{sign} {}", c.value().trim_end_matches('\n'))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub struct BrokerArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BrokerCommand {
-    /// Reconcile BucketAccess files against AWS without a cluster, printing the plan first.
+    /// Reconcile BucketClaim and BucketAccess files against AWS without a cluster, printing the plan first.
     Apply(ApplyArgs),
     /// Print the least-privilege IAM policy of the provisioning role in a bucket account.
     IamPolicy(IamPolicyArgs),
@@ -111,13 +111,18 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
-    /// YAML files with BucketAccess, BucketAccessPolicy and Namespace documents
-    /// (several documents each; `-` reads stdin).
+    /// YAML files with BucketAccess, BucketClaim, BucketClass, BucketAccessPolicy
+    /// and Namespace documents (several documents each; `-` reads stdin).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Print the plan and stop: no write to AWS.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write each BucketAccess's annotated ServiceAccount manifest into DIR
+    /// (NAMESPACE.NAME.yaml), for clusters whose ServiceAccounts come from Git;
+    /// only when the run succeeds (or, with --dry-run, would).
+    #[arg(long, value_name = "DIR")]
+    pub write_service_accounts: Option<PathBuf>,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -238,6 +243,7 @@ pub async fn run_broker(args: BrokerArgs) -> Result<ExitCode, CliError> {
             let opts = ApplyOptions {
                 files: apply.files,
                 dry_run: apply.dry_run,
+                write_service_accounts: apply.write_service_accounts,
                 oidc_ca: apply.config.ca()?,
             };
             Ok(run_apply(cfg, opts).await?)
