@@ -131,6 +131,7 @@ impl Setup {
         );
         cfg.endpoints.iam = Some(self.proxy.endpoint.clone());
         cfg.endpoints.sts = Some(self.proxy.endpoint.clone());
+        cfg.endpoints.s3 = Some(self.proxy.endpoint.clone());
         cfg
     }
 
@@ -164,11 +165,12 @@ impl Setup {
             .unwrap()
     }
 
-    /// Role names in `account`, read straight from moto (not through the proxy).
-    async fn roles(&self, account: &str) -> Vec<String> {
+    /// The bucket account's clients, straight to moto (not through the proxy).
+    async fn direct(&self, account: &str) -> Accounts {
         let mut cfg = self.config(account, &self.oidc.url(), false);
         cfg.endpoints.iam = Some(self.moto.endpoint());
         cfg.endpoints.sts = Some(self.moto.endpoint());
+        cfg.endpoints.s3 = Some(self.moto.endpoint());
         let aws = AwsClients::load(&AwsConfig {
             region: Some("eu-west-1".into()),
             iam_endpoint: cfg.endpoints.iam.clone(),
@@ -180,7 +182,22 @@ impl Setup {
             ),
         })
         .await;
-        let accounts = Accounts::new(aws, Arc::new(cfg), Arc::new(IamProbe::default()));
+        Accounts::new(aws, Arc::new(cfg), Arc::new(IamProbe::default()))
+    }
+
+    /// S3 in `account` (eu-west-1), straight to moto.
+    async fn s3(&self, account: &str) -> aws_sdk_s3::Client {
+        let accounts = self.direct(account).await;
+        let s3 = accounts
+            .s3(account, "eu-west-1")
+            .await
+            .expect("bucket account");
+        s3.client().clone()
+    }
+
+    /// Role names in `account`, read straight from moto (not through the proxy).
+    async fn roles(&self, account: &str) -> Vec<String> {
+        let accounts = self.direct(account).await;
         let clients = accounts.get(account).await.expect("bucket account");
         let out = clients
             .iam
@@ -342,4 +359,135 @@ async fn exit_codes_of_broker_apply() {
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), Some(2), "{stderr}");
     assert!(stderr.contains("--dry-rnu"), "{stderr}");
+}
+
+/// The platform's class and policy for claims: team-a may claim through
+/// `standard` and be granted what it claims.
+const CLASS: &str = r#"
+apiVersion: storage-valet.dev/v1alpha1
+kind: BucketClass
+metadata: { name: standard }
+spec:
+  namespaces: ["team-a"]
+---
+apiVersion: storage-valet.dev/v1alpha1
+kind: BucketAccessPolicy
+metadata: { name: claimed }
+spec:
+  namespaces: ["team-*"]
+  buckets:
+    - { bucketClass: standard, maxAccess: readwrite }
+"#;
+
+fn claim_and_grant(namespace: &str, claim: &str, granted: &str) -> String {
+    format!(
+        r#"{CLASS}
+---
+apiVersion: storage-valet.dev/v1alpha1
+kind: BucketClaim
+metadata: {{ name: {claim}, namespace: {namespace} }}
+spec: {{ bucketClassName: standard }}
+---
+apiVersion: storage-valet.dev/v1alpha1
+kind: BucketAccess
+metadata: {{ name: app, namespace: {namespace} }}
+spec:
+  serviceAccountName: app
+  buckets:
+    - {{ bucketClaimName: {granted}, access: readwrite }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_claims_change_nothing_and_a_foreign_bucket_is_never_adopted() {
+    let s = Setup::start().await;
+    let account = "444400000003";
+    let cfg = s.write_config("claims.yaml", &s.config(account, &s.oidc.url(), true));
+    // The class lets team-a claim, not team-b: the claim is refused, and the
+    // grant by it too, with no AWS call at all.
+    let team_b = s.write("team-b.yaml", &claim_and_grant("team-b", "media", "media"));
+    // A grant by a claim that is not in the files (the claim that is there
+    // is planned: reads only).
+    let missing = s.write("missing.yaml", &claim_and_grant("team-a", "media", "other"));
+    for (file, why, calls_allowed) in [
+        (&team_b, "BucketClass standard", false),
+        (&team_b, "BucketClaim team-b/media has no bucket", false),
+        (&missing, "no BucketClaim team-a/other in the files", true),
+    ] {
+        for extra in [&["--dry-run"][..], &[][..]] {
+            let calls = s.proxy.count();
+            let out = s.apply(&cfg, file, extra).await;
+            let stdout = text(&out.stdout);
+            assert_eq!(code(&out), Some(1), "{file:?} {extra:?}: {stdout}");
+            assert!(stdout.contains(why), "{why:?} missing from {stdout}");
+            if !calls_allowed {
+                assert_eq!(s.proxy.count(), calls, "{file:?} {extra:?}: AWS was called");
+            }
+        }
+    }
+    assert!(
+        s.s3(account)
+            .await
+            .list_buckets()
+            .send()
+            .await
+            .expect("ListBuckets")
+            .buckets()
+            .is_empty(),
+        "a refused run made a bucket"
+    );
+    // A typo in a claim is named by its path.
+    let typo = s.write(
+        "typo.yaml",
+        &claim_and_grant("team-a", "media", "media").replace("bucketClassName", "bucketClasName"),
+    );
+    let out = s.apply(&cfg, &typo, &["--dry-run"]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("(BucketClaim) has unknown field(s) spec.bucketClasName"),
+        "{stderr}"
+    );
+
+    // A bucket someone else made under the claim's name: refused, and left
+    // exactly as it was (no tag, no policy, no setting of ours).
+    let foreign = "apply-cli-team-a-media";
+    let raw = s.s3(account).await;
+    raw.create_bucket()
+        .bucket(foreign)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the foreign bucket");
+    let file = s.write("clash.yaml", &claim_and_grant("team-a", "media", "media"));
+    let out = s.apply(&cfg, &file, &[]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("bucket {foreign} is not ours")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Nothing applied"), "{stdout}");
+    assert!(
+        raw.get_bucket_tagging()
+            .bucket(foreign)
+            .send()
+            .await
+            .is_err(),
+        "the foreign bucket was tagged"
+    );
+    assert!(
+        raw.get_bucket_policy()
+            .bucket(foreign)
+            .send()
+            .await
+            .is_err(),
+        "the foreign bucket got a policy"
+    );
+    assert!(s.roles(account).await.is_empty(), "a role was made");
 }

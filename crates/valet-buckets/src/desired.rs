@@ -201,3 +201,43 @@ impl Versioning {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::tls_only_policy;
+    use valet_policy::PolicyDocument;
+    use valet_policy::evaluate::{Decision, Request, evaluate};
+
+    /// The always-on bucket policy, judged by the evaluator the broker uses
+    /// for every policy: it denies each request made without TLS, on the
+    /// bucket and its objects, and nothing made with TLS (a Deny only: what
+    /// is allowed stays with the roles' own policies).
+    #[test]
+    fn the_bucket_policy_denies_requests_without_tls_and_only_those() {
+        let arn = "arn:aws:s3:::prod-team-a-media";
+        let doc: PolicyDocument =
+            serde_json::from_value(tls_only_policy(arn)).expect("a policy document");
+        let object = format!("{arn}/uploads/hello.txt");
+        for (action, resource) in [
+            ("s3:PutObject", object.as_str()),
+            ("s3:GetObject", object.as_str()),
+            ("s3:ListBucket", arn),
+            ("s3:PutBucketPolicy", arn),
+        ] {
+            let call = |tls: &str| {
+                let mut req = Request::call(action, resource).with("aws:SecureTransport", tls);
+                req.principal = Some(("AWS".into(), "arn:aws:iam::222222222222:role/app".into()));
+                evaluate(&doc, &req)
+            };
+            assert_eq!(
+                call("false"),
+                Decision::ExplicitDeny,
+                "{action} without TLS"
+            );
+            assert_eq!(call("true"), Decision::ImplicitDeny, "{action} with TLS");
+        }
+        let other = Request::call("s3:GetObject", "arn:aws:s3:::someone-else/x")
+            .with("aws:SecureTransport", "false");
+        assert_eq!(evaluate(&doc, &other), Decision::ImplicitDeny);
+    }
+}
