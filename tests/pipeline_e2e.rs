@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use valet_broker::config::{BrokerConfig, BucketAccountConfig};
+use valet_broker::config::BrokerConfig;
 use valet_testkit::moto::Moto;
 use valet_testkit::oidc::OidcIssuer;
 
@@ -25,56 +25,8 @@ const BUCKET_REGION: &str = "eu-west-2";
 /// `{cluster}-{namespace}-{name}`, the default nameTemplate.
 const BUCKET: &str = "pipeline-team-a-media";
 
-/// Written by the platform team.
-const PLATFORM: &str = r#"
-apiVersion: storage-valet.dev/v1alpha1
-kind: BucketClass
-metadata: { name: standard }
-spec:
-  namespaces: ["team-*"]
-  region: eu-west-2
-  versioning: true
-  lifecycle: { abortIncompleteMultipartDays: 7 }
-  tags: { cost-center: media }
----
-apiVersion: storage-valet.dev/v1alpha1
-kind: BucketAccessPolicy
-metadata: { name: claimed-buckets }
-spec:
-  namespaces: ["team-*"]
-  buckets:
-    - { bucketClass: standard, prefixes: ["uploads/"], maxAccess: readwrite }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: team-a }
-"#;
-
-/// Written by the application team.
-const TEAM_A: &str = r#"
-apiVersion: storage-valet.dev/v1alpha1
-kind: BucketClaim
-metadata: { name: media, namespace: team-a }
-spec: { bucketClassName: standard }
----
-apiVersion: storage-valet.dev/v1alpha1
-kind: BucketAccess
-metadata: { name: media-app, namespace: team-a }
-spec:
-  serviceAccountName: app
-  buckets:
-    - { bucketClaimName: media, prefix: uploads/, access: readwrite }
-"#;
-
-const POD: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: { name: uploader, namespace: team-a }
-spec:
-  serviceAccountName: app
-  containers:
-    - { name: app, image: python:3.12 }
-"#;
+/// The README's walk-through files ("Pipeline mode"), so that it stays true.
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pipeline");
 
 /// The bucket as S3 holds it, read with boto3 through a role of the
 /// bucket account (moto keeps each account's buckets apart).
@@ -122,12 +74,6 @@ struct Pipeline {
 impl Pipeline {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
     }
 
     /// `valet broker apply --config broker.yaml -f platform.yaml -f team-a.yaml [extra]`.
@@ -217,18 +163,10 @@ async fn a_team_gets_a_bucket_and_its_pod_writes_to_it_from_files_alone() {
     let issuer = OidcIssuer::start().await.expect("OIDC issuer");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), issuer.ca_pem()).unwrap();
-    let mut cfg = BrokerConfig::new("pipeline", "eu-west-1");
+    // The example's config, with this run's issuer and moto.
+    let mut cfg = BrokerConfig::load(&Path::new(EXAMPLES).join("broker.yaml")).unwrap();
+    assert_eq!(cfg.default_bucket_account.as_deref(), Some(ACCOUNT));
     cfg.oidc_issuer = Some(issuer.url());
-    cfg.create_oidc_provider = true;
-    cfg.default_bucket_account = Some(ACCOUNT.into());
-    cfg.bucket_accounts.insert(
-        ACCOUNT.into(),
-        BucketAccountConfig {
-            provisioning_role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/valet-provisioner")),
-            external_id: Some("pipeline".into()),
-            ..BucketAccountConfig::default()
-        },
-    );
     for endpoint in [
         &mut cfg.endpoints.iam,
         &mut cfg.endpoints.sts,
@@ -239,8 +177,9 @@ async fn a_team_gets_a_bucket_and_its_pod_writes_to_it_from_files_alone() {
     let config = dir.path().join("broker.yaml");
     std::fs::write(&config, serde_yaml_ng::to_string(&cfg).unwrap()).unwrap();
     let p = Pipeline { moto, dir, config };
-    p.write("platform.yaml", PLATFORM);
-    p.write("team-a.yaml", TEAM_A);
+    for file in ["platform.yaml", "team-a.yaml", "pod.yaml"] {
+        std::fs::copy(Path::new(EXAMPLES).join(file), p.path(file)).unwrap();
+    }
 
     // The merge request's CI job: the plan, with every S3 and IAM change
     // and the policy documents, and nothing made.
@@ -331,7 +270,7 @@ async fn a_team_gets_a_bucket_and_its_pod_writes_to_it_from_files_alone() {
     let sa: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&sa_file).unwrap()).unwrap();
     assert_eq!(sa["kind"], "ServiceAccount");
     assert_eq!(sa["metadata"]["namespace"], "team-a");
-    let pod = p.write("pod.yaml", POD);
+    let pod = p.path("pod.yaml");
     let token_dir = p.path("token");
     std::fs::create_dir_all(&token_dir).unwrap();
     let out = Command::new(VALET)

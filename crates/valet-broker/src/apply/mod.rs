@@ -363,7 +363,10 @@ fn plan_providers(plans: &mut Plans, gate: &TrustGate) {
             .or_insert_with(|| ProviderPlan {
                 arn: gate.provider_arn(role),
                 audience: gate.audience().to_string(),
-                found: planned.trust.message.clone(),
+                // What is wrong, without the fix: making it is this plan's change.
+                found: (planned.trust.message.split(" Fix: ").next())
+                    .unwrap_or_default()
+                    .to_string(),
             });
     }
 }
