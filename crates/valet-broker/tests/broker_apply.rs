@@ -40,6 +40,19 @@ spec:
     - { name: Not_A_Bucket, access: read }
 "#;
 
+/// The trust gate `broker apply` plans with (`create`: false) or makes the
+/// planned OIDC providers with (true).
+fn trust_gate(env: &Env, create: bool) -> TrustGate {
+    let http = OidcHttp::with_ca_pem(env.oidc.ca_pem().as_bytes(), "test CA").unwrap();
+    TrustGate::new(
+        http,
+        &env.oidc.url(),
+        "sts.amazonaws.com",
+        create,
+        Duration::from_secs(60),
+    )
+}
+
 #[tokio::test]
 async fn plans_first_then_applies_then_has_nothing_to_do() {
     let env = Env::new("apply").await;
@@ -50,14 +63,7 @@ async fn plans_first_then_applies_then_has_nothing_to_do() {
     let sources = read_sources(std::slice::from_ref(&path)).unwrap();
     assert_eq!(sources.accesses.len(), 2, "the ConfigMap is skipped");
     assert_eq!(sources.policies.len(), 1);
-    let http = OidcHttp::with_ca_pem(env.oidc.ca_pem().as_bytes(), "test CA").unwrap();
-    let gate = TrustGate::new(
-        http,
-        &env.oidc.url(),
-        "sts.amazonaws.com",
-        false,
-        Duration::from_secs(60),
-    );
+    let gate = trust_gate(&env, false);
     let accounts = &env.parts.accounts;
 
     let before = env.counts();
@@ -85,14 +91,7 @@ async fn plans_first_then_applies_then_has_nothing_to_do() {
         assert!(plan.contains(needle), "{needle:?} missing from:\n{plan}");
     }
 
-    let http = OidcHttp::with_ca_pem(env.oidc.ca_pem().as_bytes(), "test CA").unwrap();
-    let creator = TrustGate::new(
-        http,
-        &env.oidc.url(),
-        "sts.amazonaws.com",
-        true,
-        Duration::from_secs(60),
-    );
+    let creator = trust_gate(&env, true);
     let checked = make_providers(&mut plans, accounts, &creator).await;
     assert!(
         checked.len() == 1 && checked[0].starts_with("trust repaired"),
@@ -141,14 +140,7 @@ async fn refused_objects_and_typos_touch_no_aws() {
     std::fs::write(&path, TENANTS).unwrap();
     let inputs = read_sources(std::slice::from_ref(&path)).unwrap();
     assert_eq!(inputs.namespaces.len(), 1);
-    let http = OidcHttp::with_ca_pem(env.oidc.ca_pem().as_bytes(), "test CA").unwrap();
-    let gate = TrustGate::new(
-        http,
-        &env.oidc.url(),
-        "sts.amazonaws.com",
-        false,
-        Duration::from_secs(60),
-    );
+    let gate = trust_gate(&env, false);
     let before = env.counts();
     let plans = plan_all(&inputs, &env.parts.accounts, &gate).await;
     let plan = render_plan(&plans);
