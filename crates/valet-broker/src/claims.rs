@@ -35,6 +35,19 @@ type Classes = BTreeMap<String, Result<ValidClass, ClassError>>;
 
 /// Entry point for the claim controller.
 pub async fn reconcile_claim(claim: Arc<BucketClaim>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_claim_inner(claim, &ctx).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    let m = &ctx.metrics;
+    m.claim_reconciles
+        .get_or_create(&crate::metrics::OutcomeLabels { outcome })
+        .inc();
+    m.claim_reconcile_duration
+        .observe(start.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_claim_inner(claim: Arc<BucketClaim>, ctx: &Arc<Ctx>) -> Result<Action, Error> {
     let ns = claim.namespace().unwrap_or_default();
     // A claim reconcile that hangs (an S3 call that never returns) fails
     // liveness like a stuck BucketAccess one.

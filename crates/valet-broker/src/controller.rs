@@ -84,8 +84,8 @@ impl BrokerParts {
             ttl,
         ));
         let probe = Arc::new(IamProbe::default());
-        let metrics = Arc::new(Metrics::new(probe.clone()));
-        let accounts = Arc::new(Accounts::new(aws, cfg.clone(), probe));
+        let accounts = Arc::new(Accounts::new(aws, cfg.clone(), probe.clone()));
+        let metrics = Arc::new(Metrics::new(probe, accounts.s3_probe().clone()));
         BrokerParts {
             cfg,
             issuer,

@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use valet_buckets::probe::CallProbe;
+
 use crate::iam::{IamProbe, is_write};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,6 +31,8 @@ pub struct OutcomeLabels {
 pub struct Metrics {
     pub reconciles: Family<OutcomeLabels, Counter>,
     pub reconcile_duration: Histogram,
+    pub claim_reconciles: Family<OutcomeLabels, Counter>,
+    pub claim_reconcile_duration: Histogram,
     /// 1 while this replica holds the Lease.
     pub leader: Gauge,
     pub registry: Registry,
@@ -76,11 +80,40 @@ impl Collector for IamCollector {
     }
 }
 
+/// S3 operations of BucketClaims, read from the probe at scrape time.
+#[derive(Debug)]
+struct S3Collector(Arc<CallProbe>);
+
+impl Collector for S3Collector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "s3_operations",
+            "S3 operations made for BucketClaims, by operation and kind (read, write); retries not counted",
+            None,
+            MetricType::Counter,
+        )?;
+        for (op, n) in &self.0.counts().ops {
+            let kind = if valet_buckets::probe::is_write(op) {
+                "write"
+            } else {
+                "read"
+            };
+            let labels = [("operation", op.as_str()), ("kind", kind)];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    pub fn new(probe: Arc<IamProbe>) -> Metrics {
+    /// The broker's metrics; IAM and S3 operations are read from the probes
+    /// the account clients count them in.
+    pub fn new(probe: Arc<IamProbe>, s3_probe: Arc<CallProbe>) -> Metrics {
         let reconciles = Family::<OutcomeLabels, Counter>::default();
+        let claim_reconciles = Family::<OutcomeLabels, Counter>::default();
         // 1 ms .. ~65 s: a reconcile is a handful of IAM and API calls, more with retries.
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        let claim_reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
         let leader = Gauge::default();
         // `storage_valet_build_info` is named as the webhook's (one query
         // counts every valet component); the rest is `storage_valet_broker_*`.
@@ -105,6 +138,17 @@ impl Metrics {
             reconcile_duration.clone(),
         );
         registry.register(
+            "claim_reconciles",
+            "BucketClaim reconciles, by outcome (ok, error)",
+            claim_reconciles.clone(),
+        );
+        registry.register(
+            "claim_reconcile_duration_seconds",
+            "Time for one BucketClaim reconcile",
+            claim_reconcile_duration.clone(),
+        );
+        registry.register_collector(Box::new(S3Collector(s3_probe)));
+        registry.register(
             "leader",
             "1 while this replica holds the Lease",
             leader.clone(),
@@ -114,10 +158,13 @@ impl Metrics {
         // before the first reconcile instead of no series at all.
         for outcome in ["ok", "error"] {
             reconciles.get_or_create_owned(&OutcomeLabels { outcome });
+            claim_reconciles.get_or_create_owned(&OutcomeLabels { outcome });
         }
         Metrics {
             reconciles,
             reconcile_duration,
+            claim_reconciles,
+            claim_reconcile_duration,
             leader,
             registry: root,
             health: crate::health::Health::default(),

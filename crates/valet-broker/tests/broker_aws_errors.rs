@@ -67,7 +67,7 @@ async fn access_denied_keeps_the_code_and_message() {
 #[tokio::test]
 async fn throttled_attempts_are_counted_by_operation_retries_included() {
     let iam = iam();
-    let metrics = Metrics::new(Arc::clone(iam.probe()));
+    let metrics = Metrics::new(Arc::clone(iam.probe()), Default::default());
     let scrape = metrics.encode().expect("encode");
     assert!(
         scrape.contains("# TYPE storage_valet_broker_aws_throttled counter"),

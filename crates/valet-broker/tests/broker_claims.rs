@@ -148,6 +148,19 @@ tags: {{ cost-center: platform }}
     let status = claim.status.as_ref().expect("status");
     let bucket = bucket_of(&claim);
     assert_eq!(bucket, format!("claims-{NS}-media"));
+    // The scrape counts the claim's reconciles and S3 calls.
+    let scrape = env.ctx.metrics.encode().expect("metrics");
+    for line in [
+        "storage_valet_broker_s3_operations_total{operation=\"CreateBucket\",kind=\"write\"} 1",
+        "storage_valet_broker_claim_reconciles_total{outcome=\"error\"} 0",
+        "# TYPE storage_valet_broker_claim_reconcile_duration_seconds histogram",
+    ] {
+        assert!(scrape.contains(line), "{line:?} missing from:\n{scrape}");
+    }
+    assert!(
+        !scrape.contains("storage_valet_broker_claim_reconciles_total{outcome=\"ok\"} 0"),
+        "the Ready claim's reconciles are counted:\n{scrape}"
+    );
     assert_eq!(
         status.bucket_arn.as_deref(),
         Some(format!("arn:aws:s3:::{bucket}").as_str())
