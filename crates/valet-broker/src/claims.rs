@@ -59,8 +59,8 @@ async fn reconcile_claim_inner(claim: Arc<BucketClaim>, ctx: &Arc<Ctx>) -> Resul
     let claim = ensure_first_finalizer(&api, claim).await?;
     finalizer(&api, FINALIZER, claim, |event| async {
         match event {
-            finalizer::Event::Apply(c) => apply(&c, &ctx).await,
-            finalizer::Event::Cleanup(c) => cleanup(&c, &ctx).await,
+            finalizer::Event::Apply(c) => apply(&c, ctx).await,
+            finalizer::Event::Cleanup(c) => cleanup(&c, ctx).await,
         }
     })
     .await
