@@ -362,6 +362,27 @@ async fn a_team_gets_a_bucket_and_its_pod_writes_to_it_from_files_alone() {
             .contains("aws:SecureTransport"),
         "the TLS-only policy is back"
     );
+
+    // The team narrows its grant to read: the plan shows the access
+    // policy's change as a diff, the write statement's lines removed.
+    let team_a = std::fs::read_to_string(p.path("team-a.yaml")).unwrap();
+    std::fs::write(
+        p.path("team-a.yaml"),
+        team_a.replace("access: readwrite", "access: read"),
+    )
+    .unwrap();
+    let narrowed = ok(&p.apply(&["--dry-run"]).await);
+    contains_all(
+        &narrowed,
+        &[
+            "~ put inline access policy",
+            "-         \"s3:PutObject\",",
+            "-       \"Sid\": \"Write0\"",
+            "          \"s3:GetObject\",",
+            "Plan: 1 change(s) to 2 object(s)",
+        ],
+    );
+    assert!(!narrowed.contains("+         \"s3:"), "{narrowed}");
 }
 
 /// The first container's env as (name, value).
