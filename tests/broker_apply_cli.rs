@@ -355,6 +355,27 @@ async fn exit_codes_of_broker_apply() {
         .apply(&s.dir.path().join("no-config.yaml"), &file, &[])
         .await;
     assert_eq!(code(&out), Some(2), "{}", text(&out.stderr));
+    // 2: no AWS credentials at all: said in one line, without the SDK's
+    // debug dump of every provider it tried.
+    let mut cmd = Command::new(VALET);
+    cmd.args(["broker", "apply", "--dry-run", "--config"])
+        .arg(&cfg)
+        .arg("-f")
+        .arg(&file)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("HOME", s.dir.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), Some(2), "{stdout}");
+    assert!(stdout.contains("check AWS credentials"), "{stdout}");
+    for dump in ["ProviderError(", "SdkBody", "DispatchFailure("] {
+        assert!(!stdout.contains(dump), "{dump} in {stdout}");
+    }
     let out = s.apply(&cfg, &file, &["--dry-rnu"]).await;
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), Some(2), "{stderr}");

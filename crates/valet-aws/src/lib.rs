@@ -5,7 +5,6 @@
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// The error codes AWS services answer when they throttle a caller (IAM
@@ -47,7 +46,7 @@ impl AwsErrorText {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let chain = || DisplayErrorContext(err).to_string();
+        let chain = || causes(err);
         let code = match err {
             SdkError::DispatchFailure(_) => "Unreachable".to_string(),
             SdkError::TimeoutError(_) => "Timeout".to_string(),
@@ -74,6 +73,24 @@ impl AwsErrorText {
     }
 }
 
+/// The error and its sources, each said once: the SDK's own rendering
+/// (`DisplayErrorContext`) ends with the whole chain's Debug form, raw HTTP
+/// responses included, which buries the one line that matters (for a
+/// machine without credentials: "IMDS is disabled ...").
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        // A wrapper often repeats its source's text; keep the new part only.
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 impl std::fmt::Display for AwsErrorText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
@@ -83,6 +100,40 @@ impl std::fmt::Display for AwsErrorText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once_and_no_debug_dump() {
+        let imds = Layer("IMDS is disabled", None);
+        let provider = Layer(
+            "an error occurred while loading credentials",
+            Some(Box::new(imds)),
+        );
+        // A wrapper that repeats its source's text, as the SDK's do.
+        let repeat = Layer(
+            "an error occurred while loading credentials",
+            Some(Box::new(provider)),
+        );
+        let top = Layer("dispatch failure", Some(Box::new(repeat)));
+        assert_eq!(
+            causes(&top),
+            "dispatch failure: an error occurred while loading credentials: IMDS is disabled"
+        );
+    }
 
     #[test]
     fn throttle_codes_in_an_xml_error_body() {

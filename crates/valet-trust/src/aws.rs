@@ -180,11 +180,9 @@ impl AwsClients {
         match assumed.sts.get_caller_identity().send().await {
             Ok(_) => Ok(assumed),
             Err(e) => {
-                let caller = self
-                    .caller_identity()
-                    .await
-                    .map(|c| c.arn)
-                    .unwrap_or_else(|_| "(unknown caller)".to_string());
+                // Without an identity of our own the role is not the
+                // problem: the base credentials are (none found, or refused).
+                let caller = self.caller_identity().await?.arn;
                 let text = valet_aws::AwsErrorText::of(&e);
                 Err(AwsError::AssumeRole {
                     role_arn: role_arn.to_string(),

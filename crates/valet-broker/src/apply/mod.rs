@@ -269,10 +269,15 @@ fn resolve_claimed(
                 "{where_}: no BucketClaim {namespace}/{claim} in the files (pipeline mode grants only buckets claimed in the same run: add the claim's file with -f)"
             )));
         };
+        // The claim's own error is printed with it, above: not said twice.
         let planned = item.outcome.as_ref().map_err(|e| {
-            ItemError::Refused(format!(
-                "{where_}: BucketClaim {namespace}/{claim} has no bucket: {e}"
-            ))
+            let why = format!(
+                "{where_}: BucketClaim {namespace}/{claim} has no bucket (see its error above)"
+            );
+            match e {
+                ItemError::Refused(_) => ItemError::Refused(why),
+                ItemError::Failed(_) => ItemError::Failed(why),
+            }
         })?;
         claimed
             .add(
