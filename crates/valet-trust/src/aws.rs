@@ -59,6 +59,10 @@ pub enum AwsError {
         "cannot get the caller identity from STS ({message}): check AWS credentials (default chain: env, profile, web identity, IMDS) and --sts-endpoint"
     )]
     CallerIdentity { message: String },
+    #[error(
+        "cannot assume {role_arn}: the credentials to assume it with do not work ({message}): check AWS credentials (default chain: env, profile, web identity, IMDS) and --sts-endpoint"
+    )]
+    NoCaller { role_arn: String, message: String },
 }
 
 impl AwsClients {
@@ -182,7 +186,16 @@ impl AwsClients {
             Err(e) => {
                 // Without an identity of our own the role is not the
                 // problem: the base credentials are (none found, or refused).
-                let caller = self.caller_identity().await?.arn;
+                let caller = match self.caller_identity().await {
+                    Ok(c) => c.arn,
+                    Err(AwsError::CallerIdentity { message }) => {
+                        return Err(AwsError::NoCaller {
+                            role_arn: role_arn.to_string(),
+                            message,
+                        });
+                    }
+                    Err(other) => return Err(other),
+                };
                 let text = valet_aws::AwsErrorText::of(&e);
                 Err(AwsError::AssumeRole {
                     role_arn: role_arn.to_string(),
