@@ -17,6 +17,8 @@ mod render;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use futures::{StreamExt, stream};
+
 use valet_buckets::desired::DesiredBucket;
 use valet_buckets::plan::Change;
 use valet_buckets::reconcile::{apply_planned, plan_bucket};
@@ -183,23 +185,39 @@ impl Plans {
     }
 }
 
-/// Computes every plan (IAM and S3 reads only; none for a refused object).
+/// Computes every plan (IAM and S3 reads only; none for a refused object),
+/// `concurrency` objects at a time (the config's, as the controller),
+/// keeping the files' order.
 pub async fn plan_all(inputs: &Inputs, accounts: &Accounts, gate: &TrustGate) -> Plans {
-    let mut plans = Plans::default();
-    for source in &inputs.claims {
-        let outcome = plan_claim(source, inputs, accounts).await;
-        plans.claims.push(ClaimItem {
-            source: source.clone(),
-            outcome,
-        });
-    }
-    for source in &inputs.accesses {
-        let outcome = plan_access(source, inputs, &plans.claims, accounts, gate).await;
-        plans.accesses.push(Item {
-            source: source.clone(),
-            outcome,
-        });
-    }
+    let n = usize::from(accounts.config().concurrency.max(1));
+    let claims: Vec<ClaimItem> = stream::iter(&inputs.claims)
+        .map(|source| async move {
+            ClaimItem {
+                source: source.clone(),
+                outcome: plan_claim(source, inputs, accounts).await,
+            }
+        })
+        .buffered(n)
+        .collect()
+        .await;
+    let accesses = stream::iter(&inputs.accesses)
+        .map(|source| {
+            let claims = &claims;
+            async move {
+                Item {
+                    source: source.clone(),
+                    outcome: plan_access(source, inputs, claims, accounts, gate).await,
+                }
+            }
+        })
+        .buffered(n)
+        .collect()
+        .await;
+    let mut plans = Plans {
+        claims,
+        accesses,
+        providers: BTreeMap::new(),
+    };
     if accounts.config().create_oidc_provider {
         plan_providers(&mut plans, gate);
     }
@@ -404,46 +422,65 @@ pub async fn make_providers(
     out
 }
 
-/// Runs the plans: buckets first (a grant may name one), then roles.
-/// Returns one line per object.
+/// Runs the plans: buckets first (a grant may name one), then roles,
+/// `concurrency` at a time. Returns one line per object, in the files' order.
 pub async fn execute_all(plans: &Plans, accounts: &Accounts) -> Vec<Result<String, String>> {
-    let mut out = Vec::new();
-    for item in &plans.claims {
-        let Ok(p) = &item.outcome else { continue };
-        let b = &p.bucket;
-        let what = format!(
-            "BucketClaim {}/{}",
-            item.source.namespace,
-            item.source.name()
-        );
-        let result = match accounts.s3(&b.account, &b.region).await {
-            Err(e) => Err(format!("{what}: {e}")),
-            Ok(s3) => match apply_planned(&s3, b, &p.changes).await {
-                Outcome::Provisioned { .. } => Ok(format!(
-                    "{what}: bucket {} in {} ({} change(s))",
-                    b.name,
-                    b.region,
-                    p.changes.len()
-                )),
-                Outcome::Failed { message, .. } => Err(format!("{what}: {message}")),
-            },
-        };
-        out.push(result);
-    }
-    for item in &plans.accesses {
-        let Ok(p) = &item.outcome else { continue };
-        let role = &p.plan.role;
-        let what = format!("BucketAccess {}/{}", role.namespace, role.bucket_access);
-        let result = match accounts.get(&role.account).await {
-            Err(e) => Err(e.to_string()),
-            Ok(clients) => provision::execute(&clients.iam, &p.plan)
-                .await
-                .map(|_| format!("{what}: {} ({} change(s))", role.arn, p.plan.steps.len()))
-                .map_err(|e| format!("{what}: {e}")),
-        };
-        out.push(result);
-    }
+    let n = usize::from(accounts.config().concurrency.max(1));
+    let claims = plans
+        .claims
+        .iter()
+        .filter_map(|i| Some((&i.source, i.outcome.as_ref().ok()?)));
+    let mut out: Vec<_> = stream::iter(claims)
+        .map(|(source, p)| execute_claim(source, p, accounts))
+        .buffered(n)
+        .collect()
+        .await;
+    let roles = plans
+        .accesses
+        .iter()
+        .filter_map(|i| i.outcome.as_ref().ok());
+    let roles: Vec<_> = stream::iter(roles)
+        .map(|p| execute_role(p, accounts))
+        .buffered(n)
+        .collect()
+        .await;
+    out.extend(roles);
     out
+}
+
+async fn execute_claim(
+    source: &ClaimSource,
+    p: &PlannedBucket,
+    accounts: &Accounts,
+) -> Result<String, String> {
+    let b = &p.bucket;
+    let what = format!("BucketClaim {}/{}", source.namespace, source.name());
+    let s3 = accounts
+        .s3(&b.account, &b.region)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    match apply_planned(&s3, b, &p.changes).await {
+        Outcome::Provisioned { .. } => Ok(format!(
+            "{what}: bucket {} in {} ({} change(s))",
+            b.name,
+            b.region,
+            p.changes.len()
+        )),
+        Outcome::Failed { message, .. } => Err(format!("{what}: {message}")),
+    }
+}
+
+async fn execute_role(p: &Planned, accounts: &Accounts) -> Result<String, String> {
+    let role = &p.plan.role;
+    let what = format!("BucketAccess {}/{}", role.namespace, role.bucket_access);
+    let clients = accounts
+        .get(&role.account)
+        .await
+        .map_err(|e| e.to_string())?;
+    provision::execute(&clients.iam, &p.plan)
+        .await
+        .map(|_| format!("{what}: {} ({} change(s))", role.arn, p.plan.steps.len()))
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 /// Writes one ServiceAccount manifest per planned BucketAccess into `dir`
