@@ -102,6 +102,7 @@ pub async fn serve_tls(
                 }
             },
         };
+        no_delay(&tcp, peer);
         let (acceptor, app, builder) = (acceptor.clone(), app.clone(), builder.clone());
         let shutdown = shutdown.clone();
         let idle_timeout = limits.idle_timeout;
@@ -116,6 +117,18 @@ pub async fn serve_tls(
     tokio::select! {
         _ = slots.acquire_many(all) => info!("all connections drained"),
         _ = tokio::time::sleep(drain) => warn!(?drain, "drain timed out; closing remaining connections"),
+    }
+}
+
+/// Turns Nagle's algorithm off: an answer is written as soon as it is ready.
+/// With it on, a write waits while an earlier one is unacknowledged, and the
+/// client delays its ACK (40 ms on Linux): every HTTP/2 connection with
+/// several streams answering at once stalled on it (bench/webhook: 7,000
+/// req/s at 33 ms mean for 16 x 16 streams; 44,000 at 5.5 ms without it).
+/// nginx sets the same (`tcp_nodelay on`, its default).
+fn no_delay(tcp: &tokio::net::TcpStream, peer: SocketAddr) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
 }
 
