@@ -7,6 +7,9 @@
 //! moto, so "refused with no AWS call" is a count of zero, and moto's roles
 //! are listed before and after to show its state did not change.
 
+mod support;
+
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -147,22 +150,14 @@ impl Setup {
 
     /// `valet broker apply --config CONFIG -f FILE [extra]`, the binary's own process.
     async fn apply(&self, config: &Path, file: &Path, extra: &[&str]) -> Output {
-        let mut cmd = Command::new(VALET);
-        cmd.args(["broker", "apply", "--config"])
-            .arg(config)
-            .arg("--oidc-ca-file")
-            .arg(self.dir.path().join("ca.pem"))
-            .arg("-f")
-            .arg(file)
-            .args(extra)
-            .env("AWS_ACCESS_KEY_ID", "AKIDPIPELINE")
-            .env("AWS_SECRET_ACCESS_KEY", "secret")
-            .env_remove("AWS_PROFILE")
-            .env_remove("VALET_BROKER_CONFIG");
-        // The issuer and the proxy run on this test's runtime: wait off it.
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap()
+        let mut args: Vec<OsString> = vec!["--config".into(), config.into()];
+        args.extend([
+            "--oidc-ca-file".into(),
+            self.dir.path().join("ca.pem").into(),
+        ]);
+        args.extend(["-f".into(), file.into()]);
+        args.extend(extra.iter().map(OsString::from));
+        support::broker_apply(args).await
     }
 
     /// The bucket account's clients, straight to moto (not through the proxy).

@@ -9,6 +9,9 @@
 //! AWS is moto (IAM, STS, S3); the cluster's issuer is the in-process HTTPS
 //! OIDC issuer, whose tokens the app presents.
 
+mod support;
+
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -78,26 +81,13 @@ impl Pipeline {
 
     /// `valet broker apply --config broker.yaml -f platform.yaml -f team-a.yaml [extra]`.
     async fn apply(&self, extra: &[&str]) -> Output {
-        let mut cmd = Command::new(VALET);
-        cmd.args(["broker", "apply", "--config"])
-            .arg(&self.config)
-            .arg("--oidc-ca-file")
-            .arg(self.path("ca.pem"))
-            .arg("-f")
-            .arg(self.path("platform.yaml"))
-            .arg("-f")
-            .arg(self.path("team-a.yaml"))
-            .args(extra)
-            // The pipeline's own credentials (moto's default account), which
-            // reach the bucket account through the provisioning role.
-            .env("AWS_ACCESS_KEY_ID", "AKIDPIPELINE")
-            .env("AWS_SECRET_ACCESS_KEY", "secret")
-            .env_remove("AWS_PROFILE")
-            .env_remove("VALET_BROKER_CONFIG");
-        // The issuer runs on this test's runtime: wait off it.
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap()
+        let mut args: Vec<OsString> = vec!["--config".into(), self.config.clone().into()];
+        args.extend(["--oidc-ca-file".into(), self.path("ca.pem").into()]);
+        for file in ["platform.yaml", "team-a.yaml"] {
+            args.extend(["-f".into(), self.path(file).into()]);
+        }
+        args.extend(extra.iter().map(OsString::from));
+        support::broker_apply(args).await
     }
 
     fn bucket(&self) -> Value {

@@ -249,3 +249,21 @@ pub fn env_of(pod: &Value) -> Vec<String> {
         .filter_map(|e| Some(format!("{}={}", e["name"].as_str()?, e["value"].as_str()?)))
         .collect()
 }
+
+/// `valet broker apply ARGS`, the real binary, as a pipeline runs it: with
+/// static keys of its own (moto's default account, which reaches a bucket
+/// account through its provisioning role) and nothing from the caller's AWS
+/// or broker environment. Waited for off the test's runtime, where the
+/// issuer and any proxy run.
+pub async fn broker_apply(args: Vec<std::ffi::OsString>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_valet"));
+    cmd.args(["broker", "apply"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIDPIPELINE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env_remove("AWS_PROFILE")
+        .env_remove("VALET_BROKER_CONFIG");
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}

@@ -191,16 +191,6 @@ async fn main() -> anyhow::Result<()> {
         "from nothing, claims + grants: {:.2}s wall",
         start.elapsed().as_secs_f64()
     );
-    // The pass after creation moves each claim's Provisioned reason from
-    // Created to UpToDate (one status write); steady state is the one after.
-    claim_pass(
-        &api,
-        &ctx,
-        claims,
-        concurrency,
-        "claims, second pass (Provisioned: Created -> UpToDate)",
-    )
-    .await?;
     let start = Instant::now();
     let claims_steady = claim_pass(&api, &ctx, claims, concurrency, "claims steady state").await?;
     let steady = pass(&api, &ctx, n, concurrency, "steady state").await?;

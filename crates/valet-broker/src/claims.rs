@@ -37,13 +37,8 @@ type Classes = BTreeMap<String, Result<ValidClass, ClassError>>;
 pub async fn reconcile_claim(claim: Arc<BucketClaim>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
     let result = reconcile_claim_inner(claim, &ctx).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    let m = &ctx.metrics;
-    m.claim_reconciles
-        .get_or_create(&crate::metrics::OutcomeLabels { outcome })
-        .inc();
-    m.claim_reconcile_duration
-        .observe(start.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciled(true, result.is_ok(), start.elapsed());
     result
 }
 

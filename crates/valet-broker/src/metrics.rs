@@ -171,6 +171,19 @@ impl Metrics {
         }
     }
 
+    /// Counts one reconcile of a BucketAccess (`claim`: false) or a
+    /// BucketClaim (true) by outcome, and its duration.
+    pub fn reconciled(&self, claim: bool, ok: bool, took: std::time::Duration) {
+        let (count, time) = if claim {
+            (&self.claim_reconciles, &self.claim_reconcile_duration)
+        } else {
+            (&self.reconciles, &self.reconcile_duration)
+        };
+        let outcome = if ok { "ok" } else { "error" };
+        count.get_or_create(&OutcomeLabels { outcome }).inc();
+        time.observe(took.as_secs_f64());
+    }
+
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;

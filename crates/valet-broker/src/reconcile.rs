@@ -54,12 +54,8 @@ pub async fn reconcile(ba: Arc<BucketAccess>, ctx: Arc<Ctx>) -> Result<Action, E
         ba.name_any()
     ));
     let result = reconcile_inner(ba, &ctx).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    let m = &ctx.metrics;
-    m.reconciles
-        .get_or_create(&crate::metrics::OutcomeLabels { outcome })
-        .inc();
-    m.reconcile_duration.observe(start.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciled(false, result.is_ok(), start.elapsed());
     result
 }
 

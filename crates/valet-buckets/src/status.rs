@@ -7,6 +7,10 @@ use crate::desired::DesiredBucket;
 
 pub const PROVISIONED: &str = "Provisioned";
 pub const READY: &str = "Ready";
+/// `Provisioned`'s reason while the bucket is as its class wants it (just
+/// created or repaired included: the Events `BucketCreated` and
+/// `DriftRepaired` say that).
+pub const UP_TO_DATE: &str = "UpToDate";
 
 /// What one reconcile of a claim came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,26 +38,15 @@ pub fn claim_status(
     now: &str,
 ) -> BucketClaimStatus {
     let (bucket, ok, reason, message) = match outcome {
-        Outcome::Provisioned {
-            bucket,
-            created,
-            repaired,
-        } => {
-            let reason = if *created {
-                "Created"
-            } else if repaired.is_empty() {
-                "UpToDate"
-            } else {
-                "Repaired"
-            };
-            let mut message = format!(
+        // What happened on the way (created, repaired) is an Event's to
+        // say; the condition says what is, so that it stays the same from
+        // one pass to the next and costs no status write.
+        Outcome::Provisioned { bucket, .. } => {
+            let message = format!(
                 "bucket {} in {} is as its class wants it",
                 bucket.name, bucket.region
             );
-            if !repaired.is_empty() {
-                message.push_str(&format!(" (repaired: {})", repaired.join(", ")));
-            }
-            (Some(bucket), true, reason.to_string(), message)
+            (Some(bucket), true, UP_TO_DATE.to_string(), message)
         }
         Outcome::Failed {
             bucket,

@@ -64,12 +64,15 @@ async fn created_then_up_to_date_with_conditions_and_retained_on_delete() {
     );
     assert_eq!(st.region.as_deref(), Some(REGION));
     assert_eq!(st.conditions[0].type_, "Provisioned");
-    assert_eq!(st.conditions[0].reason, "Created");
+    assert_eq!(st.conditions[0].reason, "UpToDate");
     assert_eq!(is_ready(Some(&st)), Some("prod-flow-a-data"));
 
     let second = reconcile_bucket(&s3, &d).await;
     let st2 = claim_status(Some(&st), &second, Some(1), "2026-12-01T01:00:00Z");
-    assert_eq!(st2.conditions[0].reason, "UpToDate");
+    assert_eq!(
+        st2, st,
+        "a second pass leaves the status as it was: no write"
+    );
     assert_eq!(
         st2.conditions[1].last_transition_time, "2026-12-01T00:00:00Z",
         "Ready did not change, so neither does its time"
