@@ -426,10 +426,22 @@ async fn refused_claims_change_nothing_and_a_foreign_bucket_is_never_adopted() {
     // A grant by a claim that is not in the files (the claim that is there
     // is planned: reads only).
     let missing = s.write("missing.yaml", &claim_and_grant("team-a", "media", "other"));
+    // A claim its class allows is not a grant: with no policy allowing the
+    // class's buckets, the grant by claim is refused (deny by default).
+    let no_policy = s.write(
+        "no-policy.yaml",
+        &claim_and_grant("team-a", "media", "media")
+            .replace("bucketClass: standard", "bucketClass: premium"),
+    );
     for (file, why, calls_allowed) in [
         (&team_b, "BucketClass standard", false),
         (&team_b, "BucketClaim team-b/media has no bucket", false),
         (&missing, "no BucketClaim team-a/other in the files", true),
+        (
+            &no_policy,
+            "refused: no BucketAccessPolicy allows namespace team-a bucket apply-cli-team-a-media",
+            true,
+        ),
     ] {
         for extra in [&["--dry-run"][..], &[][..]] {
             let calls = s.proxy.count();
