@@ -31,7 +31,8 @@ use crate::reconcile::{
     Ctx, Error, FINALIZER, RETRY_AFTER, ensure_first_finalizer, event, now, resync_after,
 };
 
-type Classes = BTreeMap<String, Result<ValidClass, ClassError>>;
+/// Every BucketClass by name, checked once.
+pub(crate) type Classes = BTreeMap<String, Result<ValidClass, ClassError>>;
 
 /// Entry point for the claim controller.
 pub async fn reconcile_claim(claim: Arc<BucketClaim>, ctx: Arc<Ctx>) -> Result<Action, Error> {

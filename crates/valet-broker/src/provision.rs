@@ -183,15 +183,24 @@ pub struct Plan {
 }
 
 /// A role's policy documents as IAM holds them (`None`: absent, or not
-/// readable as a policy, which the plan replaces).
+/// readable as a policy, which the plan replaces), kept from the reads the
+/// plan made anyway, for `broker apply`'s diffs.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Found {
-    pub trust: Option<serde_json::Value>,
-    pub access: Option<serde_json::Value>,
+    pub trust: Option<PolicyDocument>,
+    pub access: Option<PolicyDocument>,
 }
 
-fn as_json(doc: &PolicyDocument) -> Option<serde_json::Value> {
-    serde_json::to_value(doc).ok()
+impl Found {
+    fn of<E>(
+        trust: Result<PolicyDocument, String>,
+        access: Option<Result<PolicyDocument, E>>,
+    ) -> Found {
+        Found {
+            trust: trust.ok(),
+            access: access.and_then(Result::ok),
+        }
+    }
 }
 
 /// Proves the role is ours by path and every ownership tag.
@@ -258,18 +267,11 @@ pub async fn plan(iam: &Iam, role: DesiredRole) -> Result<Plan, ProvisionError> 
     if !matches!(&policy, Some(Ok(doc)) if doc.same_as(&role.access)) {
         steps.push(Step::PutAccessPolicy);
     }
-    let found = Found {
-        trust: found.trust.as_ref().ok().and_then(as_json),
-        access: policy
-            .as_ref()
-            .and_then(|p| p.as_ref().ok())
-            .and_then(as_json),
-    };
     Ok(Plan {
         role,
         steps,
         existed: true,
-        found,
+        found: Found::of(found.trust, policy),
     })
 }
 
@@ -293,13 +295,7 @@ pub async fn plan_revoke(iam: &Iam, role: DesiredRole) -> Result<Plan, Provision
             Vec::new()
         },
         existed: true,
-        found: Found {
-            trust: found.trust.as_ref().ok().and_then(as_json),
-            access: policy
-                .as_ref()
-                .and_then(|p| p.as_ref().ok())
-                .and_then(as_json),
-        },
+        found: Found::of(found.trust, policy),
         role,
     })
 }

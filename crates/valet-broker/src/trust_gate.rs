@@ -25,7 +25,11 @@ use crate::provision::DesiredRole;
 pub struct TrustVerdict {
     pub ok: bool,
     pub reason: String,
+    /// What is wrong and, when known, the fix (`... Fix: ...`).
     pub message: String,
+    /// What is wrong, without the fix (a plan that makes the fix itself
+    /// shows only this); empty when the chain holds.
+    pub problem: String,
 }
 
 impl TrustVerdict {
@@ -34,6 +38,7 @@ impl TrustVerdict {
             ok: true,
             reason: "TrustChainValid".into(),
             message,
+            problem: String::new(),
         }
     }
     fn from_link(r: &LinkResult, reason: &str) -> TrustVerdict {
@@ -46,6 +51,7 @@ impl TrustVerdict {
             ok: false,
             reason: reason.into(),
             message: format!("{}{fix}", r.reason),
+            problem: r.reason.clone(),
         }
     }
 }

@@ -43,6 +43,11 @@ pub enum Change {
     DeleteLifecycle,
 }
 
+/// Whether `changes` make the bucket (rather than repair one that exists).
+pub fn creates(changes: &[Change]) -> bool {
+    changes.first() == Some(&Change::Create)
+}
+
 impl Change {
     /// The S3 operation this change calls.
     pub fn operation(&self) -> &'static str {

@@ -39,7 +39,7 @@ pub async fn apply_planned(s3: &S3, desired: &DesiredBucket, changes: &[Change])
             message: e.to_string(),
         };
     }
-    let created = changes.first() == Some(&Change::Create);
+    let created = crate::plan::creates(changes);
     let repaired = if created {
         Vec::new()
     } else {

@@ -29,7 +29,7 @@ pub use read::{ClaimSource, Inputs, Source, Sourced, read_sources};
 pub use render::render_plan;
 
 use crate::accounts::Accounts;
-use crate::claims::{ClaimedBuckets, defaults_for};
+use crate::claims::{ClaimedBuckets, Classes, defaults_for};
 use crate::crd::ValidSpec;
 use crate::guard::{grant_requests, permitted_condition};
 use crate::permit;
@@ -137,7 +137,6 @@ pub struct ProviderPlan {
 }
 
 /// Every plan of one run.
-#[derive(Default)]
 pub struct Plans {
     pub claims: Vec<ClaimItem>,
     pub accesses: Vec<Item>,
@@ -190,11 +189,12 @@ impl Plans {
 /// keeping the files' order.
 pub async fn plan_all(inputs: &Inputs, accounts: &Accounts, gate: &TrustGate) -> Plans {
     let n = usize::from(accounts.config().concurrency.max(1));
+    let classes = &valid_classes(&inputs.classes);
     let claims: Vec<ClaimItem> = stream::iter(&inputs.claims)
         .map(|source| async move {
             ClaimItem {
                 source: source.clone(),
-                outcome: plan_claim(source, inputs, accounts).await,
+                outcome: plan_claim(source, inputs, classes, accounts).await,
             }
         })
         .buffered(n)
@@ -227,19 +227,14 @@ pub async fn plan_all(inputs: &Inputs, accounts: &Accounts, gate: &TrustGate) ->
 async fn plan_claim(
     source: &ClaimSource,
     inputs: &Inputs,
+    classes: &Classes,
     accounts: &Accounts,
 ) -> Result<PlannedBucket, ItemError> {
-    let classes = valid_classes(&inputs.classes);
     let claim = &source.object;
-    let defaults = defaults_for(accounts.config(), &classes, claim);
+    let defaults = defaults_for(accounts.config(), classes, claim);
     // Judged before the first AWS call: a refused claim touches nothing.
-    let bucket = resolve(
-        claim,
-        &classes,
-        &inputs.labels(&source.namespace),
-        &defaults,
-    )
-    .map_err(|e| ItemError::Refused(format!("refused: {e}")))?;
+    let bucket = resolve(claim, classes, &inputs.labels(&source.namespace), &defaults)
+        .map_err(|e| ItemError::Refused(format!("refused: {e}")))?;
     let s3 = accounts
         .s3(&bucket.account, &bucket.region)
         .await
@@ -386,10 +381,8 @@ fn plan_providers(plans: &mut Plans, gate: &TrustGate) {
             .or_insert_with(|| ProviderPlan {
                 arn: gate.provider_arn(role),
                 audience: gate.audience().to_string(),
-                // What is wrong, without the fix: making it is this plan's change.
-                found: (planned.trust.message.split(" Fix: ").next())
-                    .unwrap_or_default()
-                    .to_string(),
+                // Without the fix: making it is this plan's change.
+                found: planned.trust.problem.clone(),
             });
     }
 }
@@ -499,12 +492,8 @@ pub fn write_service_accounts(plans: &Plans, dir: &Path) -> std::io::Result<Vec<
         sa.metadata.name = Some(role.service_account.clone());
         sa.metadata.namespace = Some(role.namespace.clone());
         sa.metadata.annotations = Some(p.annotations.iter().cloned().collect());
-        let mut doc = serde_json::to_value(&sa).map_err(std::io::Error::other)?;
-        if let Some(obj) = doc.as_object_mut() {
-            obj.insert("apiVersion".into(), "v1".into());
-            obj.insert("kind".into(), "ServiceAccount".into());
-        }
-        let yaml = serde_yaml_ng::to_string(&doc).map_err(std::io::Error::other)?;
+        // k8s-openapi writes apiVersion and kind itself.
+        let yaml = serde_yaml_ng::to_string(&sa).map_err(std::io::Error::other)?;
         let path = dir.join(format!("{}.{}.yaml", role.namespace, role.service_account));
         std::fs::write(&path, yaml)?;
         written.push(path);

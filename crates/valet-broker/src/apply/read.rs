@@ -199,32 +199,28 @@ impl At<'_> {
         }
     }
 
-    fn origin(&self) -> String {
-        format!("{}#{}", self.path, self.index)
+    /// A namespaced object of ours, with where it came from (no namespace
+    /// is `default`, as kubectl reads it).
+    fn sourced<K>(&self, json: serde_json::Value) -> Result<Sourced<K>, ApplyError>
+    where
+        K: kube::Resource + serde::de::DeserializeOwned,
+    {
+        let object: K = serde_json::from_value(json).map_err(|e| self.object(e))?;
+        Ok(Sourced {
+            origin: format!("{}#{}", self.path, self.index),
+            namespace: object
+                .meta()
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            object,
+        })
     }
 
     fn add(&self, json: serde_json::Value, out: &mut Inputs) -> Result<(), ApplyError> {
-        let namespace =
-            |m: &kube::api::ObjectMeta| m.namespace.clone().unwrap_or_else(|| "default".into());
         match self.kind {
-            Kind::Access => {
-                let object: BucketAccess =
-                    serde_json::from_value(json).map_err(|e| self.object(e))?;
-                out.accesses.push(Sourced {
-                    origin: self.origin(),
-                    namespace: namespace(&object.metadata),
-                    object,
-                });
-            }
-            Kind::Claim => {
-                let object: BucketClaim =
-                    serde_json::from_value(json).map_err(|e| self.object(e))?;
-                out.claims.push(Sourced {
-                    origin: self.origin(),
-                    namespace: namespace(&object.metadata),
-                    object,
-                });
-            }
+            Kind::Access => out.accesses.push(self.sourced(json)?),
+            Kind::Claim => out.claims.push(self.sourced(json)?),
             Kind::Policy => {
                 let policy: BucketAccessPolicy =
                     serde_json::from_value(json).map_err(|e| self.object(e))?;

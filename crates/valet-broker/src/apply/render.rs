@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
-use valet_buckets::plan::json_diff_lines;
+use valet_buckets::plan::{creates, json_diff_lines};
 
 use super::{Planned, Plans};
 use crate::provision::Step;
@@ -35,8 +35,7 @@ pub fn render_plan(plans: &Plans) -> String {
                 if p.changes.is_empty() {
                     let _ = writeln!(out, "  = no changes");
                 }
-                let created = p.changes.first() == Some(&valet_buckets::plan::Change::Create);
-                let mark = if created { "+" } else { "~" };
+                let mark = if creates(&p.changes) { "+" } else { "~" };
                 for change in &p.changes {
                     let _ = writeln!(out, "  {mark} {change}");
                 }
@@ -101,9 +100,9 @@ fn access(out: &mut String, ns: &str, p: &Planned) {
     for step in &p.plan.steps {
         let _ = writeln!(out, "  {mark} {step}");
         let (from, to) = match step {
-            Step::CreateRole | Step::UpdateTrust => (found.trust.clone(), json(&role.trust)),
-            Step::PutAccessPolicy => (found.access.clone(), json(&role.access)),
-            Step::RevokeAccess => (found.access.clone(), None),
+            Step::CreateRole | Step::UpdateTrust => (json(&found.trust), json(&role.trust)),
+            Step::PutAccessPolicy => (json(&found.access), json(&role.access)),
+            Step::RevokeAccess => (json(&found.access), None),
             Step::PutBoundary => {
                 let arn = role.boundary.as_deref().unwrap_or("");
                 let _ = writeln!(out, "      + {arn}");
@@ -138,6 +137,7 @@ fn access(out: &mut String, ns: &str, p: &Planned) {
     }
 }
 
+/// A policy document as the JSON the diff shows (`None` stays absent).
 fn json<T: serde::Serialize>(doc: &T) -> Option<Value> {
-    serde_json::to_value(doc).ok()
+    serde_json::to_value(doc).ok().filter(|v| !v.is_null())
 }
