@@ -53,29 +53,33 @@ pub fn kustomize(dir: &Path) -> anyhow::Result<Vec<Value>> {
     Ok(docs)
 }
 
-/// The real kustomize (built into kubectl), when this machine has kubectl
-/// (always under scripts/test, which sets VALET_TESTS_REQUIRE_KUBECTL).
-pub fn kubectl_kustomize(dir: &Path) -> Option<anyhow::Result<Vec<Value>>> {
-    let out = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
-        Ok(out) => out,
-        // scripts/test installs kubectl and sets this: in CI the real
-        // kustomize is never skipped.
-        Err(e) if std::env::var_os("VALET_TESTS_REQUIRE_KUBECTL").is_some() => {
-            panic!("kubectl kustomize: {e} (VALET_TESTS_REQUIRE_KUBECTL is set: install kubectl)")
+/// The real kustomize's build of `dir`: the standalone `kustomize build`,
+/// else the one built into `kubectl kustomize`. `None` when the machine has
+/// neither; under scripts/test (which installs kustomize and sets
+/// VALET_TESTS_REQUIRE_KUSTOMIZE) that is a failure, never a skip.
+pub fn real_kustomize(dir: &Path) -> Option<anyhow::Result<Vec<Value>>> {
+    for (program, verb) in [("kustomize", "build"), ("kubectl", "kustomize")] {
+        let out = match Command::new(program).arg(verb).arg(dir).output() {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Some(Err(anyhow::anyhow!("{program} {verb}: {e}"))),
+        };
+        if !out.status.success() {
+            return Some(Err(anyhow::anyhow!(
+                "{program} {verb} {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )));
         }
-        Err(_) => return None,
-    };
-    if !out.status.success() {
-        return Some(Err(anyhow::anyhow!(
-            "kubectl kustomize {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        )));
+        let origin = format!("{program} {verb}");
+        return Some(documents(&String::from_utf8_lossy(&out.stdout), &origin));
     }
-    Some(documents(
-        &String::from_utf8_lossy(&out.stdout),
-        "kubectl kustomize",
-    ))
+    if std::env::var_os("VALET_TESTS_REQUIRE_KUSTOMIZE").is_some() {
+        panic!(
+            "neither kustomize nor kubectl is on PATH (VALET_TESTS_REQUIRE_KUSTOMIZE is set: scripts/test installs kustomize)"
+        )
+    }
+    None
 }
 
 /// Every YAML file under `dir`, recursively (kustomization files excluded).
