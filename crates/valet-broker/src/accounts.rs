@@ -15,6 +15,7 @@ use valet_trust::aws::AwsClients;
 
 use crate::config::BrokerConfig;
 use crate::iam::{Iam, IamProbe};
+use valet_buckets::status::Failure;
 
 /// Session name the broker uses when it assumes provisioning roles (shows in CloudTrail).
 pub const SESSION_NAME: &str = "storage-valet-broker";
@@ -47,6 +48,15 @@ impl AccountError {
             AccountError::Unknown(_) => "UnknownBucketAccount",
             AccountError::Assume { .. } => "AssumeRoleFailed",
             AccountError::WrongAccount { .. } => "WrongAccount",
+        }
+    }
+
+    /// Assuming may fail for a while (a trust policy being fixed, STS
+    /// unreachable); the other two need the broker's config changed.
+    pub fn failure(&self) -> Failure {
+        match self {
+            AccountError::Assume { .. } => Failure::Transient,
+            AccountError::Unknown(_) | AccountError::WrongAccount { .. } => Failure::Refused,
         }
     }
 }

@@ -24,7 +24,7 @@ use valet_buckets::desired::{DesiredBucket, partition, tls_only_policy};
 use valet_buckets::reconcile::{Released, reconcile_bucket, release_bucket};
 use valet_buckets::resolve::{Defaults, resolve, valid_classes};
 use valet_buckets::s3::{DeleteError, Deleted};
-use valet_buckets::status::{Outcome, PROVISIONED, READY, claim_status};
+use valet_buckets::status::{Failure, Outcome, PROVISIONED, READY, claim_status};
 
 use crate::config::BrokerConfig;
 use crate::reconcile::{
@@ -127,43 +127,34 @@ async fn apply(claim: &BucketClaim, ctx: &Ctx) -> Result<Action, Error> {
         .and_then(|n| n.metadata.labels)
         .unwrap_or_default();
     let defaults = defaults_for(&ctx.cfg, &classes, claim);
-    let (outcome, next) = match resolve(claim, &classes, &labels, &defaults) {
-        Err(e) => {
-            let outcome = Outcome::Failed {
-                bucket: None,
-                reason: e.reason().to_string(),
-                message: e.to_string(),
-            };
-            // Refused or misconfigured: the class, the namespace's labels or
-            // the claim must change first (all three are watched).
-            (outcome, resync)
-        }
+    let outcome = match resolve(claim, &classes, &labels, &defaults) {
+        // Refused or misconfigured: the class, the namespace's labels or
+        // the claim must change first (all three are watched).
+        Err(e) => Outcome::Failed {
+            bucket: None,
+            failure: Failure::Refused,
+            reason: e.reason().to_string(),
+            message: e.to_string(),
+        },
         Ok(mut desired) => {
             keep_provisioned_name(&mut desired, claim.status.as_ref());
             match ctx.accounts.s3(&desired.account, &desired.region).await {
-                Err(e) => {
-                    let outcome = Outcome::Failed {
-                        bucket: Some(desired),
-                        reason: e.reason().to_string(),
-                        message: e.to_string(),
-                    };
-                    (outcome, Action::requeue(RETRY_AFTER))
-                }
-                Ok(s3) => {
-                    let outcome = reconcile_bucket(&s3, &desired).await;
-                    let transient = matches!(&outcome, Outcome::Failed { reason, .. }
-                        if reason == "S3Throttled" || reason == "S3Unreachable");
-                    (
-                        outcome,
-                        if transient {
-                            Action::requeue(RETRY_AFTER)
-                        } else {
-                            resync
-                        },
-                    )
-                }
+                Err(e) => Outcome::Failed {
+                    bucket: Some(desired),
+                    failure: e.failure(),
+                    reason: e.reason().to_string(),
+                    message: e.to_string(),
+                },
+                Ok(s3) => reconcile_bucket(&s3, &desired).await,
             }
         }
+    };
+    let next = match &outcome {
+        Outcome::Failed {
+            failure: Failure::Transient,
+            ..
+        } => Action::requeue(RETRY_AFTER),
+        _ => resync,
     };
     announce(claim, ctx, &outcome).await;
     let status = claim_status(

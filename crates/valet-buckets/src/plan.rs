@@ -7,6 +7,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::desired::{DesiredBucket, Rule, Settings, Sse, Versioning};
+use crate::status::Failure;
 
 /// What is there under the bucket's name.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +102,11 @@ impl PlanError {
             PlanError::NotOwned { .. } => "BucketNameClash",
             PlanError::WrongRegion { .. } => "BucketInOtherRegion",
         }
+    }
+
+    /// Both are refusals: the claim (or the bucket's owner) must change.
+    pub fn failure(&self) -> Failure {
+        Failure::Refused
     }
 }
 
@@ -346,6 +352,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.reason(), "BucketNameClash");
+        assert_eq!(
+            e.failure(),
+            Failure::Refused,
+            "a retry cannot fix a name clash"
+        );
         let e = plan(
             &Observed::Owned {
                 region: "us-east-1".into(),
@@ -355,6 +366,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.reason(), "BucketInOtherRegion");
+        assert_eq!(e.failure(), Failure::Refused);
     }
 
     #[test]

@@ -5,20 +5,21 @@ use crate::crd::DeletionPolicy;
 use crate::desired::DesiredBucket;
 use crate::plan::{Change, plan};
 use crate::s3::{DeleteError, Deleted, S3};
-use crate::status::Outcome;
+use crate::status::{Failure, Outcome};
 
 /// Observes and plans (reads only): what `apply` would change.
 pub async fn plan_bucket(s3: &S3, desired: &DesiredBucket) -> Result<Vec<Change>, Outcome> {
-    let failed = |reason: &str, message: String| Outcome::Failed {
+    let failed = |failure: Failure, reason: &str, message: String| Outcome::Failed {
         bucket: Some(desired.clone()),
+        failure,
         reason: reason.to_string(),
         message,
     };
     let observed = s3
         .observe(desired)
         .await
-        .map_err(|e| failed(e.reason(), e.to_string()))?;
-    plan(&observed, desired).map_err(|e| failed(e.reason(), e.to_string()))
+        .map_err(|e| failed(e.failure(), e.reason(), e.to_string()))?;
+    plan(&observed, desired).map_err(|e| failed(e.failure(), e.reason(), e.to_string()))
 }
 
 /// Makes the bucket as desired; steady state writes nothing.
@@ -35,6 +36,7 @@ pub async fn apply_planned(s3: &S3, desired: &DesiredBucket, changes: &[Change])
     if let Err(e) = s3.apply(desired, changes).await {
         return Outcome::Failed {
             bucket: Some(desired.clone()),
+            failure: e.failure(),
             reason: e.reason().to_string(),
             message: e.to_string(),
         };

@@ -20,6 +20,7 @@ use aws_sdk_s3::types::{
 use crate::desired::{DesiredBucket, Rule, Settings, Sse, Versioning};
 use crate::plan::{Change, Observed};
 use crate::probe::{CallProbe, ProbeInterceptor};
+use crate::status::Failure;
 
 /// What a failed S3 call means for a claim.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,6 +70,15 @@ impl S3Error {
             S3Error::Throttled { .. } => "S3Throttled",
             S3Error::Unreachable { .. } => "S3Unreachable",
             S3Error::Service { .. } | S3Error::Build { .. } => "S3Error",
+        }
+    }
+
+    pub fn failure(&self) -> Failure {
+        match self {
+            S3Error::Throttled { .. } | S3Error::Unreachable { .. } => Failure::Transient,
+            S3Error::AccessDenied { .. } | S3Error::Service { .. } | S3Error::Build { .. } => {
+                Failure::Error
+            }
         }
     }
 }

@@ -12,6 +12,20 @@ pub const READY: &str = "Ready";
 /// `DriftRepaired` say that).
 pub const UP_TO_DATE: &str = "UpToDate";
 
+/// What a failure asks of whoever handles it, so that callers decide by
+/// type, not by the reason's spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The input must change first (someone else's bucket under the name,
+    /// ours in another region, a claim its class refuses): retrying the same
+    /// input does not help.
+    Refused,
+    /// S3 or AWS throttled or could not be reached: retry soon.
+    Transient,
+    /// Anything else S3 or AWS answered: tried again at the next resync.
+    Error,
+}
+
 /// What one reconcile of a claim came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -24,6 +38,7 @@ pub enum Outcome {
     /// Refused or failed: `reason` is CamelCase, `message` says what to do.
     Failed {
         bucket: Option<DesiredBucket>,
+        failure: Failure,
         reason: String,
         message: String,
     },
@@ -52,6 +67,7 @@ pub fn claim_status(
             bucket,
             reason,
             message,
+            ..
         } => (bucket.as_ref(), false, reason.clone(), message.clone()),
     };
     let keep = |type_: &str, status: &str| {

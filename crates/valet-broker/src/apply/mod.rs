@@ -23,7 +23,7 @@ use valet_buckets::desired::DesiredBucket;
 use valet_buckets::plan::Change;
 use valet_buckets::reconcile::{apply_planned, plan_bucket};
 use valet_buckets::resolve::{resolve, valid_classes};
-use valet_buckets::status::Outcome;
+use valet_buckets::status::{Failure, Outcome};
 
 pub use read::{ClaimSource, Inputs, Source, Sourced, read_sources};
 pub use render::render_plan;
@@ -241,17 +241,16 @@ async fn plan_claim(
         .map_err(|e| ItemError::Failed(e.to_string()))?;
     let changes = plan_bucket(&s3, &bucket).await.map_err(|outcome| {
         let Outcome::Failed {
-            reason, message, ..
+            failure, message, ..
         } = outcome
         else {
             return ItemError::Failed("the bucket could not be planned".into());
         };
         // Someone else's bucket under the name, or ours in another region:
         // the input must change. The rest is S3 failing.
-        if reason == "BucketNameClash" || reason == "BucketInOtherRegion" {
-            ItemError::Refused(message)
-        } else {
-            ItemError::Failed(message)
+        match failure {
+            Failure::Refused => ItemError::Refused(message),
+            Failure::Transient | Failure::Error => ItemError::Failed(message),
         }
     })?;
     Ok(PlannedBucket {
