@@ -28,10 +28,10 @@ start_cluster() {
   for _ in $(seq 1 1200); do [ -f "$1/ready" ] && return 0; sleep 0.1; done
   echo "API server did not start" >&2; exit 1
 }
-# start_valet DIR PORT METRICS_PORT: waits for /readyz (cache synced).
+# start_valet DIR PORT METRICS_PORT [FLAG...]: waits for /readyz (cache synced).
 start_valet() {
   "$VALET" webhook --bind-address 127.0.0.1 --port "$2" --metrics-port "$3" \
-    --tls-cert "$1/tls.crt" --tls-key "$1/tls.key" --kubeconfig "$1/kubeconfig" 2>"$1/valet.log" & PIDS+=($!)
+    --tls-cert "$1/tls.crt" --tls-key "$1/tls.key" --kubeconfig "$1/kubeconfig" "${@:4}" 2>"$1/valet.log" & PIDS+=($!)
   VALET_PID=$!
   for _ in $(seq 1 1200); do
     curl -sf --cacert "$1/ca.crt" "https://localhost:$2/readyz" >/dev/null 2>&1 && return 0
