@@ -24,7 +24,7 @@ use valet_buckets::desired::{DesiredBucket, partition, tls_only_policy};
 use valet_buckets::reconcile::{Released, reconcile_bucket, release_bucket};
 use valet_buckets::resolve::{Defaults, resolve, valid_classes};
 use valet_buckets::s3::{DeleteError, Deleted};
-use valet_buckets::status::{Failure, Outcome, PROVISIONED, READY, claim_status};
+use valet_buckets::status::{BucketError, Failure, Outcome, PROVISIONED, READY, claim_status};
 
 use crate::config::BrokerConfig;
 use crate::reconcile::{
@@ -38,8 +38,7 @@ pub(crate) type Classes = BTreeMap<String, Result<ValidClass, ClassError>>;
 pub async fn reconcile_claim(claim: Arc<BucketClaim>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
     let result = reconcile_claim_inner(claim, &ctx).await;
-    ctx.metrics
-        .reconciled(true, result.is_ok(), start.elapsed());
+    ctx.metrics.claims.observe(result.is_ok(), start.elapsed());
     result
 }
 
@@ -132,28 +131,23 @@ async fn apply(claim: &BucketClaim, ctx: &Ctx) -> Result<Action, Error> {
         // the claim must change first (all three are watched).
         Err(e) => Outcome::Failed {
             bucket: None,
-            failure: Failure::Refused,
-            reason: e.reason().to_string(),
-            message: e.to_string(),
+            error: BucketError::new(Failure::Refused, e.reason(), e),
         },
         Ok(mut desired) => {
             keep_provisioned_name(&mut desired, claim.status.as_ref());
             match ctx.accounts.s3(&desired.account, &desired.region).await {
                 Err(e) => Outcome::Failed {
                     bucket: Some(desired),
-                    failure: e.failure(),
-                    reason: e.reason().to_string(),
-                    message: e.to_string(),
+                    error: BucketError::new(e.failure(), e.reason(), e),
                 },
                 Ok(s3) => reconcile_bucket(&s3, &desired).await,
             }
         }
     };
     let next = match &outcome {
-        Outcome::Failed {
-            failure: Failure::Transient,
-            ..
-        } => Action::requeue(RETRY_AFTER),
+        Outcome::Failed { error, .. } if error.failure == Failure::Transient => {
+            Action::requeue(RETRY_AFTER)
+        }
         _ => resync,
     };
     announce(claim, ctx, &outcome).await;
@@ -195,15 +189,14 @@ async fn announce(claim: &BucketClaim, ctx: &Ctx, outcome: &Outcome) {
             event(ctx, claim, EventType::Warning, "DriftRepaired", note).await;
         }
         Outcome::Provisioned { .. } => {}
-        Outcome::Failed {
-            reason, message, ..
-        } => {
+        Outcome::Failed { error, .. } => {
             let was = claim
                 .status
                 .as_ref()
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
-            if was.is_none_or(|c| c.reason != *reason) {
-                event(ctx, claim, EventType::Warning, reason, message.clone()).await;
+            if was.is_none_or(|c| c.reason != error.reason) {
+                let note = error.message.clone();
+                event(ctx, claim, EventType::Warning, error.reason, note).await;
             }
         }
     }

@@ -27,12 +27,52 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Reconciles of one kind: how many, by outcome, and how long each took.
+#[derive(Debug)]
+pub struct Reconciles {
+    count: Family<OutcomeLabels, Counter>,
+    duration: Histogram,
+}
+
+impl Reconciles {
+    /// Registers `{prefix}reconciles` and `{prefix}reconcile_duration_seconds`
+    /// for objects of `kind`.
+    fn register(registry: &mut Registry, prefix: &str, kind: &str) -> Reconciles {
+        let count = Family::<OutcomeLabels, Counter>::default();
+        // 1 ms .. ~65 s: a reconcile is a handful of AWS and API calls, more with retries.
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register(
+            format!("{prefix}reconciles"),
+            format!("{kind} reconciles, by outcome (ok, error)"),
+            count.clone(),
+        );
+        registry.register(
+            format!("{prefix}reconcile_duration_seconds"),
+            format!("Time for one {kind} reconcile"),
+            duration.clone(),
+        );
+        // Both outcomes' series from start-up: rates and alerts see a 0
+        // before the first reconcile instead of no series at all.
+        for outcome in ["ok", "error"] {
+            count.get_or_create_owned(&OutcomeLabels { outcome });
+        }
+        Reconciles { count, duration }
+    }
+
+    /// Counts one reconcile by outcome, and its duration.
+    pub fn observe(&self, ok: bool, took: std::time::Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.count.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+}
+
 #[derive(Debug)]
 pub struct Metrics {
-    pub reconciles: Family<OutcomeLabels, Counter>,
-    pub reconcile_duration: Histogram,
-    pub claim_reconciles: Family<OutcomeLabels, Counter>,
-    pub claim_reconcile_duration: Histogram,
+    /// BucketAccess reconciles.
+    pub accesses: Reconciles,
+    /// BucketClaim reconciles.
+    pub claims: Reconciles,
     /// 1 while this replica holds the Lease.
     pub leader: Gauge,
     pub registry: Registry,
@@ -109,11 +149,6 @@ impl Metrics {
     /// The broker's metrics; IAM and S3 operations are read from the probes
     /// the account clients count them in.
     pub fn new(probe: Arc<IamProbe>, s3_probe: Arc<CallProbe>) -> Metrics {
-        let reconciles = Family::<OutcomeLabels, Counter>::default();
-        let claim_reconciles = Family::<OutcomeLabels, Counter>::default();
-        // 1 ms .. ~65 s: a reconcile is a handful of IAM and API calls, more with retries.
-        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
-        let claim_reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
         let leader = Gauge::default();
         // `storage_valet_build_info` is named as the webhook's (one query
         // counts every valet component); the rest is `storage_valet_broker_*`.
@@ -127,26 +162,8 @@ impl Metrics {
             ]),
         );
         let registry = root.sub_registry_with_prefix("broker");
-        registry.register(
-            "reconciles",
-            "BucketAccess reconciles, by outcome (ok, error)",
-            reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time for one BucketAccess reconcile",
-            reconcile_duration.clone(),
-        );
-        registry.register(
-            "claim_reconciles",
-            "BucketClaim reconciles, by outcome (ok, error)",
-            claim_reconciles.clone(),
-        );
-        registry.register(
-            "claim_reconcile_duration_seconds",
-            "Time for one BucketClaim reconcile",
-            claim_reconcile_duration.clone(),
-        );
+        let accesses = Reconciles::register(registry, "", "BucketAccess");
+        let claims = Reconciles::register(registry, "claim_", "BucketClaim");
         registry.register_collector(Box::new(S3Collector(s3_probe)));
         registry.register(
             "leader",
@@ -154,34 +171,13 @@ impl Metrics {
             leader.clone(),
         );
         registry.register_collector(Box::new(IamCollector(probe)));
-        // Both outcomes' series from start-up: rates and alerts see a 0
-        // before the first reconcile instead of no series at all.
-        for outcome in ["ok", "error"] {
-            reconciles.get_or_create_owned(&OutcomeLabels { outcome });
-            claim_reconciles.get_or_create_owned(&OutcomeLabels { outcome });
-        }
         Metrics {
-            reconciles,
-            reconcile_duration,
-            claim_reconciles,
-            claim_reconcile_duration,
+            accesses,
+            claims,
             leader,
             registry: root,
             health: crate::health::Health::default(),
         }
-    }
-
-    /// Counts one reconcile of a BucketAccess (`claim`: false) or a
-    /// BucketClaim (true) by outcome, and its duration.
-    pub fn reconciled(&self, claim: bool, ok: bool, took: std::time::Duration) {
-        let (count, time) = if claim {
-            (&self.claim_reconciles, &self.claim_reconcile_duration)
-        } else {
-            (&self.reconciles, &self.reconcile_duration)
-        };
-        let outcome = if ok { "ok" } else { "error" };
-        count.get_or_create(&OutcomeLabels { outcome }).inc();
-        time.observe(took.as_secs_f64());
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {

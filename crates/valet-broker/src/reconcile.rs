@@ -55,7 +55,8 @@ pub async fn reconcile(ba: Arc<BucketAccess>, ctx: Arc<Ctx>) -> Result<Action, E
     ));
     let result = reconcile_inner(ba, &ctx).await;
     ctx.metrics
-        .reconciled(false, result.is_ok(), start.elapsed());
+        .accesses
+        .observe(result.is_ok(), start.elapsed());
     result
 }
 
