@@ -40,11 +40,8 @@ async fn pass(s3: &S3, claims: &[DesiredBucket], concurrency: usize) -> anyhow::
         });
     }
     while let Some(done) = tasks.join_next().await {
-        if let Outcome::Failed {
-            reason, message, ..
-        } = done?
-        {
-            bail!("{reason}: {message}");
+        if let Outcome::Failed { error, .. } = done? {
+            bail!("{}: {error}", error.reason);
         }
     }
     Ok(started.elapsed().as_secs_f64())

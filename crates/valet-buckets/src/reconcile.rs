@@ -5,28 +5,24 @@ use crate::crd::DeletionPolicy;
 use crate::desired::DesiredBucket;
 use crate::plan::{Change, plan};
 use crate::s3::{DeleteError, Deleted, S3};
-use crate::status::{Failure, Outcome};
+use crate::status::{BucketError, Outcome};
 
 /// Observes and plans (reads only): what `apply` would change.
-pub async fn plan_bucket(s3: &S3, desired: &DesiredBucket) -> Result<Vec<Change>, Outcome> {
-    let failed = |failure: Failure, reason: &str, message: String| Outcome::Failed {
-        bucket: Some(desired.clone()),
-        failure,
-        reason: reason.to_string(),
-        message,
-    };
-    let observed = s3
-        .observe(desired)
-        .await
-        .map_err(|e| failed(e.failure(), e.reason(), e.to_string()))?;
-    plan(&observed, desired).map_err(|e| failed(e.failure(), e.reason(), e.to_string()))
+pub async fn plan_bucket(s3: &S3, desired: &DesiredBucket) -> Result<Vec<Change>, BucketError> {
+    let observed = s3.observe(desired).await?;
+    Ok(plan(&observed, desired)?)
 }
 
 /// Makes the bucket as desired; steady state writes nothing.
 pub async fn reconcile_bucket(s3: &S3, desired: &DesiredBucket) -> Outcome {
     let changes = match plan_bucket(s3, desired).await {
         Ok(c) => c,
-        Err(outcome) => return outcome,
+        Err(error) => {
+            return Outcome::Failed {
+                bucket: Some(desired.clone()),
+                error,
+            };
+        }
     };
     apply_planned(s3, desired, &changes).await
 }
@@ -36,9 +32,7 @@ pub async fn apply_planned(s3: &S3, desired: &DesiredBucket, changes: &[Change])
     if let Err(e) = s3.apply(desired, changes).await {
         return Outcome::Failed {
             bucket: Some(desired.clone()),
-            failure: e.failure(),
-            reason: e.reason().to_string(),
-            message: e.to_string(),
+            error: e.into(),
         };
     }
     let created = crate::plan::creates(changes);

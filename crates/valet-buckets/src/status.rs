@@ -26,6 +26,38 @@ pub enum Failure {
     Error,
 }
 
+/// Why a claim has no bucket as its class wants it: `reason` is CamelCase
+/// (conditions, Events), `message` says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BucketError {
+    pub failure: Failure,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl BucketError {
+    pub fn new(failure: Failure, reason: &'static str, message: impl std::fmt::Display) -> Self {
+        BucketError {
+            failure,
+            reason,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<crate::s3::S3Error> for BucketError {
+    fn from(e: crate::s3::S3Error) -> Self {
+        BucketError::new(e.failure(), e.reason(), e)
+    }
+}
+
+impl From<crate::plan::PlanError> for BucketError {
+    fn from(e: crate::plan::PlanError) -> Self {
+        BucketError::new(e.failure(), e.reason(), e)
+    }
+}
+
 /// What one reconcile of a claim came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -35,12 +67,10 @@ pub enum Outcome {
         created: bool,
         repaired: Vec<&'static str>,
     },
-    /// Refused or failed: `reason` is CamelCase, `message` says what to do.
+    /// Refused or failed.
     Failed {
         bucket: Option<DesiredBucket>,
-        failure: Failure,
-        reason: String,
-        message: String,
+        error: BucketError,
     },
 }
 
@@ -61,14 +91,11 @@ pub fn claim_status(
                 "bucket {} in {} is as its class wants it",
                 bucket.name, bucket.region
             );
-            (Some(bucket), true, UP_TO_DATE.to_string(), message)
+            (Some(bucket), true, UP_TO_DATE, message)
         }
-        Outcome::Failed {
-            bucket,
-            reason,
-            message,
-            ..
-        } => (bucket.as_ref(), false, reason.clone(), message.clone()),
+        Outcome::Failed { bucket, error } => {
+            (bucket.as_ref(), false, error.reason, error.message.clone())
+        }
     };
     let keep = |type_: &str, status: &str| {
         previous
@@ -86,13 +113,13 @@ pub fn claim_status(
         last_transition_time: keep(type_, status),
         observed_generation: generation,
     };
-    let ready_reason = if ok { "BucketReady" } else { reason.as_str() };
+    let ready_reason = if ok { "BucketReady" } else { reason };
     BucketClaimStatus {
         bucket_name: bucket.map(|b| b.name.clone()),
         bucket_arn: bucket.map(|b| b.arn.clone()),
         region: bucket.map(|b| b.region.clone()),
         conditions: vec![
-            cond(PROVISIONED, &reason, &message),
+            cond(PROVISIONED, reason, &message),
             cond(READY, ready_reason, &message),
         ],
         observed_generation: generation,

@@ -239,20 +239,14 @@ async fn plan_claim(
         .s3(&bucket.account, &bucket.region)
         .await
         .map_err(|e| ItemError::Failed(e.to_string()))?;
-    let changes = plan_bucket(&s3, &bucket).await.map_err(|outcome| {
-        let Outcome::Failed {
-            failure, message, ..
-        } = outcome
-        else {
-            return ItemError::Failed("the bucket could not be planned".into());
-        };
-        // Someone else's bucket under the name, or ours in another region:
-        // the input must change. The rest is S3 failing.
-        match failure {
-            Failure::Refused => ItemError::Refused(message),
-            Failure::Transient | Failure::Error => ItemError::Failed(message),
-        }
-    })?;
+    // Someone else's bucket under the name, or ours in another region: the
+    // input must change. The rest is S3 failing.
+    let changes = plan_bucket(&s3, &bucket)
+        .await
+        .map_err(|e| match e.failure {
+            Failure::Refused => ItemError::Refused(e.message),
+            Failure::Transient | Failure::Error => ItemError::Failed(e.message),
+        })?;
     Ok(PlannedBucket {
         class: claim.spec.bucket_class_name.clone(),
         bucket,
@@ -458,7 +452,7 @@ async fn execute_claim(
             b.region,
             p.changes.len()
         )),
-        Outcome::Failed { message, .. } => Err(format!("{what}: {message}")),
+        Outcome::Failed { error, .. } => Err(format!("{what}: {error}")),
     }
 }
 
