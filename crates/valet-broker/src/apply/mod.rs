@@ -396,14 +396,21 @@ pub async fn make_providers(
         .filter_map(|i| i.outcome.as_mut().ok())
         .filter(|p| p.provider_planned)
     {
-        let Ok(clients) = accounts.get(&planned.plan.role.account).await else {
-            continue;
+        // No longer waiting, whatever comes of it: without the account's
+        // clients the provider is not made and the failing link counts
+        // against the run, with a line saying why.
+        planned.provider_planned = false;
+        let clients = match accounts.get(&planned.plan.role.account).await {
+            Ok(clients) => clients,
+            Err(e) => {
+                out.push(format!("trust still FAIL: {e}"));
+                continue;
+            }
         };
         let v = creator.check(&clients, &planned.plan.role).await;
         let word = if v.ok { "repaired" } else { "still FAIL" };
         out.push(format!("trust {word}: {}", v.message));
         planned.trust = v;
-        planned.provider_planned = false;
     }
     out
 }
